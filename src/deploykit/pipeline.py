@@ -1,0 +1,262 @@
+"""train-export: dataset → trained model → artifacts, each proven → manifest (+ BentoML model store).
+
+`export_and_prove` is shared by `train-export` (reference models) and `export` (a user's model).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import numpy as np
+
+from deploykit import __version__
+from deploykit.errors import DeployKitError, ExportError, RuntimeUnavailable, UsageError
+from deploykit.export import ExportContext, resolve_formats
+from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, InputSpec, ModelManifest, TrainingInfo,
+                                atomic_write_text, path_bytes, sha256_file)
+from deploykit.runtimes import get_runtime
+from deploykit.validate import PARITY_SAMPLES, prove
+
+__all__ = ["Reporter", "QuietReporter", "RunSummary", "export_and_prove", "train_export", "check_out_dir"]
+
+
+class Reporter(Protocol):
+    """What the pipeline tells its user; the CLI draws progress bars from these calls."""
+
+    def note(self, message: str) -> None: ...
+    def stage(self, name: str, total: Optional[int] = None) -> None: ...
+    def advance(self, detail: str = "") -> None: ...
+    def done(self) -> None: ...
+
+
+class QuietReporter:
+    def note(self, message: str) -> None:
+        pass
+
+    def stage(self, name: str, total: Optional[int] = None) -> None:
+        pass
+
+    def advance(self, detail: str = "") -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+
+@dataclass
+class RunSummary:
+    """What one train-export run did, with its wall time broken down by stage (the benchmark reads it)."""
+
+    dataset: str
+    out: Path
+    manifests: list[Path] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)  # "data", "train:<model>", "export:<model>:<fmt>", ...
+    wall_seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"dataset": self.dataset, "out": str(self.out), "wall_seconds": self.wall_seconds,
+                "manifests": [str(p) for p in self.manifests], "stages": self.stages, "failed": self.failed}
+
+
+def check_out_dir(out: Path) -> Path:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".deploykit-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
+    return out
+
+
+def _tool_version(runtime: str) -> dict[str, str]:
+    try:
+        return {get_runtime(runtime).package: get_runtime(runtime).version()}
+    except DeployKitError:
+        return {}
+
+
+def export_and_prove(
+    ctx: ExportContext,
+    manifest: ModelManifest,
+    model_dir: Path,
+    *,
+    formats,
+    x_test: np.ndarray,
+    y_test: Optional[np.ndarray],
+    reference_probs: np.ndarray,
+    float_accuracy: Optional[float],
+    reporter: Reporter,
+    stages: dict[str, float],
+) -> list[ArtifactEntry]:
+    """Export every format in `formats` that applies, prove each, and rewrite the manifest after each.
+
+    A failing format is recorded as failed with its reason and the others go on.
+    """
+    exporters = resolve_formats(formats, ctx.framework, ctx.architecture)
+    reporter.stage(f"{ctx.model_name}: export + prove", total=len(exporters))
+    entries = []
+    for cls in exporters:
+        exporter = cls()
+        entry = _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy)
+        stages[f"export:{ctx.model_name}:{cls.key}"] = entry.export_seconds or 0.0
+        stages[f"validate:{ctx.model_name}:{cls.key}"] = entry.validate_seconds or 0.0
+        manifest.upsert(entry)
+        manifest.write(model_dir)
+        entries.append(entry)
+        reporter.advance(f"{cls.key}: {entry.status}")
+    reporter.done()
+    return entries
+
+
+def _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy) -> ArtifactEntry:
+    start = time.perf_counter()
+    target = model_dir / exporter.filename
+    base = dict(format=exporter.key, path=exporter.filename, runtime=exporter.runtime)
+    try:
+        result = exporter.export(ctx)
+    except DeployKitError as exc:
+        return ArtifactEntry(**base, bytes=0, sha256="", input=ctx.input, status="failed", error=str(exc),
+                             export_seconds=round(time.perf_counter() - start, 3))
+    export_seconds = time.perf_counter() - start
+    ctx.produced[exporter.key] = result.path
+    entry = ArtifactEntry(
+        **{**base, "path": result.path.relative_to(model_dir).as_posix()},
+        bytes=path_bytes(result.path), sha256=sha256_file(result.path), input=result.input, output=result.output,
+        dynamic_batch=result.dynamic_batch, dynamic_batch_note=result.dynamic_batch_note,
+        quantization=result.quantization, status="exported", export_seconds=round(export_seconds, 3),
+        tool_versions={**result.tool_versions, **_tool_version(exporter.runtime)},
+    )
+    start = time.perf_counter()
+    try:
+        predictor = get_runtime(exporter.runtime)().load(target if target.exists() else result.path,
+                                                         result.input, result.output)
+        ref = reference_probs if result.reference is None else result.reference(x_test[: len(reference_probs)])
+        proof = prove(predictor, exporter, x_test, y_test, ref, float_accuracy)
+        predictor.close()
+    except RuntimeUnavailable as exc:
+        entry.error = f"not validated: {exc}"
+        entry.validate_seconds = round(time.perf_counter() - start, 3)
+        return entry
+    except DeployKitError as exc:
+        entry.status, entry.error = "failed", f"does not load in {exporter.runtime}: {exc}"
+        return entry
+    entry.validate_seconds = round(time.perf_counter() - start, 3)
+    entry.accuracy, entry.test_samples, entry.parity = proof.accuracy, proof.test_samples, proof.parity
+    entry.status = "passed" if proof.passed else "failed"
+    entry.error = "; ".join(proof.failures) or None
+    return entry
+
+
+def write_reference(model_dir: Path, x_uint8: np.ndarray, y: Optional[np.ndarray], probs: np.ndarray) -> str:
+    """Reference inputs and framework outputs, so later stages can check parity without the framework."""
+    path = model_dir / REFERENCE_NAME
+    tmp = model_dir / f".{REFERENCE_NAME}.tmp.npz"
+    np.savez_compressed(tmp, x=x_uint8, y=y if y is not None else np.array([], np.int64), probs=probs.astype(np.float32))
+    tmp.replace(path)
+    return REFERENCE_NAME
+
+
+def train_export(
+    dataset: str,
+    *,
+    models="all",
+    formats="all",
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    out: Path,
+    data_dir: Optional[Path] = None,
+    allow_fallback: bool = True,
+    qat_epochs: int = 1,
+    calibration_samples: int = 500,
+    qat_samples: int = 10_000,
+    store: bool = True,
+    reporter: Optional[Reporter] = None,
+) -> RunSummary:
+    from deploykit.data import load_dataset, normalize
+    from deploykit.models import resolve_models
+    from deploykit.train import framework_predict, train_model
+
+    reporter = reporter or QuietReporter()
+    specs = resolve_models(models)
+    for spec in specs:  # fail on an unknown format before spending minutes training
+        resolve_formats(formats, spec.framework, spec.architecture)
+    out = check_out_dir(out)
+    wall = time.perf_counter()
+    summary = RunSummary(dataset=dataset, out=out)
+
+    t = time.perf_counter()
+    reporter.stage(f"loading {dataset}")
+    ds = load_dataset(dataset, data_dir, allow_fallback=allow_fallback, progress=reporter.note)
+    x_train, x_test = normalize(ds.x_train), normalize(ds.x_test)
+    reporter.done()
+    summary.stages["data"] = round(time.perf_counter() - t, 3)
+    reporter.note(f"{dataset}: {len(ds.x_train)} train / {len(ds.x_test)} test images from {ds.source} ({ds.location})")
+    data_info = DataInfo(name=dataset, source=ds.source, location=ds.location, train_samples=len(ds.x_train),
+                         test_samples=len(ds.x_test), note=ds.note)
+    rng = np.random.default_rng(seed)
+    calib_x = x_train[rng.choice(len(x_train), min(calibration_samples, len(x_train)), replace=False)]
+    qat_idx = rng.choice(len(x_train), min(qat_samples, len(x_train)), replace=False)
+    n_ref = min(PARITY_SAMPLES, len(x_test))
+
+    for spec in specs:
+        model_dir = out / dataset / spec.name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        reporter.stage(f"{spec.name}: training", total=epochs)
+        result = train_model(spec, x_train, ds.y_train, x_test, ds.y_test, epochs=epochs, batch_size=batch_size,
+                             seed=seed, num_classes=len(ds.classes),
+                             on_epoch=lambda i, n, loss, acc: reporter.advance(f"epoch {i + 1}/{n} loss {loss:.4f} acc {acc:.2%}"))
+        reporter.done()
+        summary.stages[f"train:{spec.name}"] = round(result.seconds, 3)
+        reporter.note(f"{spec.name}: trained {epochs} epochs in {result.seconds:.1f} s, test accuracy {result.accuracy:.2%}")
+
+        t = time.perf_counter()
+        ref_probs = framework_predict(result.model, spec.framework, x_test[:n_ref].reshape(-1, *spec.input.shape[1:]))
+        manifest = ModelManifest(
+            model=spec.name, framework=spec.framework, architecture=spec.architecture, dataset=data_info,
+            input=spec.input, classes=list(ds.classes), deploykit_version=__version__,
+            training=TrainingInfo(epochs=epochs, batch_size=batch_size, seed=seed, seconds=round(result.seconds, 3),
+                                  loss=result.loss, accuracy=result.accuracy,
+                                  extra={"api": spec.api, "description": spec.description, "history": result.history}),
+            reference=write_reference(model_dir, ds.x_test[:n_ref], ds.y_test[:n_ref], ref_probs),
+        )
+        _save_framework_model(result.model, spec.framework, model_dir)
+        manifest.write(model_dir)
+        summary.stages[f"reference:{spec.name}"] = round(time.perf_counter() - t, 3)
+        ctx = ExportContext(
+            model=result.model, framework=spec.framework, model_name=spec.name, architecture=spec.architecture,
+            input=spec.input, out_dir=model_dir, calib_x=calib_x, train_x=x_train[qat_idx], train_y=ds.y_train[qat_idx],
+            seed=seed, qat_epochs=qat_epochs, batch_size=batch_size, num_classes=len(ds.classes), progress=reporter.note,
+        )
+        entries = export_and_prove(ctx, manifest, model_dir, formats=formats, x_test=x_test, y_test=ds.y_test,
+                                   reference_probs=ref_probs, float_accuracy=result.accuracy, reporter=reporter,
+                                   stages=summary.stages)
+        summary.failed += [f"{spec.name}/{e.format}: {e.error}" for e in entries if e.status == "failed"]
+        if store:
+            t = time.perf_counter()
+            from deploykit.store import save_to_bentoml
+
+            save_to_bentoml(model_dir, manifest, name=f"{dataset}-{spec.name}")  # also rewrites the manifest
+            summary.stages[f"store:{spec.name}"] = round(time.perf_counter() - t, 3)
+        summary.manifests.append(model_dir / "manifest.json")
+
+    summary.wall_seconds = round(time.perf_counter() - wall, 3)
+    atomic_write_text(out / dataset / "train-export.json", json.dumps(summary.to_json(), indent=2) + "\n")
+    return summary
+
+
+def _save_framework_model(model: Any, framework: str, model_dir: Path) -> None:
+    """Keep the trained framework model too (Keras `.keras`, torch weights-only state dict)."""
+    if framework == "keras":
+        model.save(model_dir / "model.keras")
+    else:
+        import torch
+
+        torch.save(model.state_dict(), model_dir / "model.pt")

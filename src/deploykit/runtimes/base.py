@@ -1,0 +1,113 @@
+"""The one Runtime interface: validation, serving, benchmarking and the edge runner all use it.
+
+A runtime loads an artifact and returns a Predictor whose `predict` takes canonical input
+(float32, N×28×28, values in [0, 1]) and returns class probabilities (float32, N×classes).
+Layout (NHWC/NCHW/flat), integer quantization and device placement live here, once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from deploykit.errors import UsageError
+from deploykit.manifest import InputSpec, OutputSpec
+
+__all__ = ["Runtime", "Predictor", "to_input", "from_output", "DEVICES"]
+
+DEVICES = ("cpu", "cuda")
+
+
+def to_input(x: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Canonical float32 N×28×28 → the artifact's input tensor (shape, dtype, quantization)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2 and x.shape[1] == 28 * 28:  # accept flat rows as well as images
+        x = x.reshape(-1, 28, 28)
+    if x.ndim != 3:
+        raise UsageError(f"expected input of shape (N, 28, 28), got {x.shape}")
+    shape = [x.shape[0]] + [d for d in spec.shape[1:]]
+    if any(d is None for d in shape[1:]):
+        raise UsageError(f"input {spec.name} has dynamic inner dimensions {spec.shape}; cannot map (N, 28, 28) onto it")
+    x = x.reshape(shape)
+    if spec.dtype in ("int8", "uint8"):
+        info = np.iinfo(spec.dtype)
+        q = np.round(x / spec.scale) + spec.zero_point
+        return np.clip(q, info.min, info.max).astype(spec.dtype)
+    return x.astype(spec.dtype, copy=False)
+
+
+def from_output(y: np.ndarray, spec: OutputSpec | None) -> np.ndarray:
+    """The artifact's output tensor → float32 probabilities (dequantized when integer)."""
+    y = np.asarray(y)
+    if spec is not None and spec.dtype in ("int8", "uint8"):
+        return ((y.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
+    return y.astype(np.float32, copy=False)
+
+
+class Predictor(ABC):
+    """A loaded artifact, ready to predict. Not thread-safe unless a runtime says so."""
+
+    runtime: str
+    device: str
+    threads: int | None
+    max_batch: int | None = None  # None: any batch size; otherwise predict() splits larger batches
+
+    def __init__(self, input_spec: InputSpec, output_spec: OutputSpec | None):
+        self.input_spec = input_spec
+        self.output_spec = output_spec
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Canonical input (N×28×28 float32 in [0,1]) → probabilities (N×classes float32)."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.max_batch and len(x) > self.max_batch:
+            return np.concatenate([self.predict(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
+        return from_output(self.run(to_input(x, self.input_spec)), self.output_spec)
+
+    @abstractmethod
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """Run the raw runtime call on an already-prepared input tensor (what benchmarks time)."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (GPU runtimes); a no-op on CPU."""
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Runtime(ABC):
+    """Loads one family of artifacts. Subclasses register themselves by `name`."""
+
+    name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]  # export formats whose artifacts it loads
+    package: ClassVar[str]  # the pip package that provides it (for version records and errors)
+    extra: ClassVar[str]  # the deploykit extra that installs it
+
+    @classmethod
+    @abstractmethod
+    def available(cls, device: str = "cpu") -> tuple[bool, str]:
+        """(True, "") when usable on `device`, else (False, reason): never raises."""
+
+    @classmethod
+    @abstractmethod
+    def version(cls) -> str:
+        """The runtime package's version."""
+
+    @abstractmethod
+    def load(
+        self,
+        path: Path,
+        input_spec: InputSpec,
+        output_spec: OutputSpec | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> Predictor:
+        """Load the artifact at `path`; raise RuntimeUnavailable when the device is missing."""

