@@ -106,6 +106,10 @@ def formats_cmd():
     console.print(table)
 
 
+# -- subcommands: each lives next to the code it drives and keeps heavy imports inside its body.
+# (helpers: add your registration line directly below this marker)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     from deploykit.errors import DeployKitError
 

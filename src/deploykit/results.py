@@ -1,0 +1,180 @@
+"""Results files: what `bench`, `loadtest` and `edge bench` write and `report` reads (one schema).
+
+Every figure says how it was measured: the machine, the target (this CPU, a GPU, a device, or an
+emulation of one), runtime versions, threads, batch, warm-up and windows. Something that could not
+be measured is a record with status "unavailable" and the reason, never an absent row.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deploykit import __version__
+from deploykit.errors import ManifestError
+from deploykit.manifest import atomic_write_text
+
+__all__ = [
+    "RESULTS_SCHEMA_VERSION",
+    "MachineInfo",
+    "LatencyStats",
+    "BenchRecord",
+    "LoadStep",
+    "ResultsFile",
+    "machine_info",
+    "read_results",
+]
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MachineInfo(_Model):
+    hostname: str
+    cpu_model: str
+    cores_logical: int
+    cores_physical: Optional[int] = None
+    memory_bytes: Optional[int] = None
+    os: str
+    python: str
+    board: Optional[str] = Field(None, description="/proc/device-tree/model on boards that have it")
+    gpu: Optional[str] = None
+    extra: dict = Field(default_factory=dict, description="clock, temperature, throttling… (edge devices)")
+
+
+class LatencyStats(_Model):
+    """Latency in microseconds over `samples` timed calls (or requests)."""
+
+    samples: int
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    p999_us: float
+    mean_us: float
+    std_us: float
+    min_us: float
+    max_us: float
+
+
+class BenchRecord(_Model):
+    """One artifact × configuration, measured in process (bench, edge bench)."""
+
+    target: str = Field(description="what ran it: 'cpu', 'cuda', 'edge:<name>', 'emulated:<profile>'")
+    emulated: bool = False
+    label: Optional[str] = Field(None, description="e.g. 'emulated on <this CPU>, not a device measurement'")
+    model: str
+    dataset: Optional[str] = None
+    format: str
+    runtime: str
+    runtime_version: Optional[str] = None
+    device: str = "cpu"
+    threads: Optional[int] = None
+    batch: int
+    status: Literal["ok", "unavailable", "failed"]
+    reason: Optional[str] = None
+    load_ms: Optional[float] = None
+    first_inference_ms: Optional[float] = None
+    latency: Optional[LatencyStats] = None
+    throughput_sps: Optional[float] = Field(None, description="samples per second (batch × calls / time)")
+    peak_rss_bytes: Optional[int] = None
+    warmup_s: Optional[float] = None
+    window_s: Optional[float] = None
+    windows: Optional[int] = None
+    window_p50s_us: list[float] = Field(default_factory=list)
+    stable: Optional[bool] = Field(None, description="three consecutive windows agreed within 10 %")
+    artifact_bytes: Optional[int] = None
+    accuracy: Optional[float] = None
+    max_abs_diff: Optional[float] = None
+    top1_agreement: Optional[float] = None
+    compat: Optional[dict] = Field(None, description="edge compatibility verdict for this artifact")
+    extra: dict = Field(default_factory=dict)
+
+
+class LoadStep(_Model):
+    """One step of an HTTP load test (a concurrency in closed loop, or a rate in open loop)."""
+
+    mode: Literal["closed", "open"]
+    concurrency: Optional[int] = None
+    rate_rps: Optional[float] = None
+    arrival: Optional[Literal["constant", "poisson"]] = None
+    duration_s: float
+    warmup_s: float
+    requests: int
+    errors: int
+    errors_by_status: dict[str, int] = Field(default_factory=dict)
+    throughput_rps: float
+    latency: Optional[LatencyStats] = None
+    server_time: Optional[LatencyStats] = Field(None, description="from the server's inference-time header")
+    corrected: bool = Field(False, description="latency measured from each request's scheduled send time")
+
+
+class ResultsFile(_Model):
+    schema_version: int = RESULTS_SCHEMA_VERSION
+    kind: Literal["bench", "loadtest", "edge-bench", "edge-check"]
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    deploykit_version: str = __version__
+    machine: MachineInfo
+    settings: dict = Field(default_factory=dict, description="the command's settings, as run")
+    notes: list[str] = Field(default_factory=list, description="e.g. core pinning, emulation, unavailability")
+    records: list[BenchRecord] = Field(default_factory=list)
+    steps: list[LoadStep] = Field(default_factory=list)
+    url: Optional[str] = None
+    manifests: list[str] = Field(default_factory=list, description="model folders the records came from")
+
+    def write(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+        return path
+
+
+def read_results(path: Union[str, Path]) -> ResultsFile:
+    path = Path(path)
+    try:
+        return ResultsFile.model_validate_json(path.read_text())
+    except FileNotFoundError as exc:
+        raise ManifestError(f"no results file at {path}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ManifestError(f"{path}: not a deploykit results file ({where}: {first['msg']})") from exc
+    except ValueError as exc:
+        raise ManifestError(f"{path}: unreadable results file: {exc}") from exc
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> MachineInfo:
+    """Facts about this machine, recorded with every figure measured on it."""
+    import psutil
+
+    board = None
+    model_file = Path("/proc/device-tree/model")
+    if model_file.exists():
+        board = model_file.read_bytes().rstrip(b"\0").decode(errors="replace")
+    return MachineInfo(
+        hostname=socket.gethostname(),
+        cpu_model=_cpu_model(),
+        cores_logical=os.cpu_count() or 1,
+        cores_physical=psutil.cpu_count(logical=False),
+        memory_bytes=psutil.virtual_memory().total,
+        os=f"{platform.system()} {platform.release()} ({platform.platform()})",
+        python=platform.python_version(),
+        board=board,
+    )
