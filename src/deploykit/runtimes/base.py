@@ -22,16 +22,17 @@ DEVICES = ("cpu", "cuda")
 
 
 def to_input(x: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Canonical float32 N×28×28 → the artifact's input tensor (shape, dtype, quantization)."""
+    """Canonical float32 input (N×28×28 for the reference models; any N×… with the right number of
+    values per sample for a user's model) → the artifact's input tensor (shape, dtype, quantization)."""
     x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 2 and x.shape[1] == 28 * 28:  # accept flat rows as well as images
-        x = x.reshape(-1, 28, 28)
-    if x.ndim != 3:
-        raise UsageError(f"expected input of shape (N, 28, 28), got {x.shape}")
-    shape = [x.shape[0]] + [d for d in spec.shape[1:]]
-    if any(d is None for d in shape[1:]):
-        raise UsageError(f"input {spec.name} has dynamic inner dimensions {spec.shape}; cannot map (N, 28, 28) onto it")
-    x = x.reshape(shape)
+    inner = spec.shape[1:]
+    if any(d is None for d in inner):
+        raise UsageError(f"input {spec.name} has dynamic inner dimensions {spec.shape}; cannot map onto it")
+    per_sample = int(np.prod(inner)) if inner else 1
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != per_sample:
+        want = "(N, 28, 28)" if per_sample == 784 else f"(N, {', '.join(map(str, inner))})"
+        raise UsageError(f"expected input of shape {want}, got {x.shape}")
+    x = x.reshape(x.shape[0], *inner)
     if spec.dtype in ("int8", "uint8"):
         info = np.iinfo(spec.dtype)
         q = np.round(x / spec.scale) + spec.zero_point

