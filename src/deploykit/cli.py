@@ -91,6 +91,37 @@ def train_export_cmd(
         raise typer.Exit(1)
 
 
+@app.command("export")
+def export_cmd(
+    model_path: Path = typer.Argument(..., help="A Keras model file (.keras/.h5), a SavedModel folder, or a TorchScript archive (.pt)."),
+    formats: str = typer.Option("all", "--formats", "-f", help="Comma list of formats, or 'all' that apply."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Score accuracy on this dataset's test set (mnist, fashion-mnist) when it fits the model's input."),
+    out: Path = typer.Option(Path("models"), "--out", "-o", help="Writes OUT/user/NAME/{artifacts, manifest.json}."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in the manifest (default: the file's name)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Per-sample input shape, e.g. 1,28,28 (inferred when possible)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the dataset's files."),
+    seed: int = typer.Option(0, "--seed", help="Seed for random parity inputs and calibration sampling."),
+):
+    """Export a model of your own to every format that applies, and prove each artifact."""
+    from deploykit.console import RichReporter, artifact_table
+    from deploykit.errors import UsageError
+    from deploykit.user_export import export_user_model
+
+    shape = None
+    if input_shape:
+        try:
+            shape = [int(d) for d in input_shape.split(",")]
+        except ValueError as exc:
+            raise UsageError(f"--input-shape {input_shape!r}: expected comma-separated integers like 1,28,28") from exc
+    manifest, model_dir = export_user_model(model_path, formats=formats, dataset=dataset, out=out, name=name,
+                                            input_shape=shape, data_dir=data_dir, seed=seed, reporter=RichReporter())
+    console.print(artifact_table([(manifest, str(model_dir / "manifest.json"))], title=f"export {model_path}"))
+    failed = [a for a in manifest.artifacts if a.status == "failed"]
+    if failed:
+        err_console.print(f"[red]{len(failed)} artifact(s) failed[/red]")
+        raise typer.Exit(1)
+
+
 @app.command("formats")
 def formats_cmd():
     """List the export formats, the frameworks they apply to, their runtime and validation bars."""
