@@ -53,7 +53,7 @@ def framework_predict(model, framework: str, x: np.ndarray, batch: int = 1000) -
 
 
 def _fit_keras(model, x, y, epochs, batch_size, seed, on_epoch) -> list[dict]:
-    from tensorflow import keras
+    import keras
 
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -88,7 +88,7 @@ def _fit_torch(model, x, y, epochs, batch_size, seed, on_epoch) -> list[dict]:
             loss = loss_fn(logits, yb)
             loss.backward()
             opt.step()
-            total_loss += float(loss) * len(idx)
+            total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
         history.append({"loss": total_loss / len(xt), "accuracy": correct / len(xt)})
         on_epoch(epoch, epochs, history[-1]["loss"], history[-1]["accuracy"])

@@ -57,7 +57,7 @@ def load_user_model(path: Path, input_shape: Optional[list[int]] = None) -> User
             raise UsageError(f"{path} is a folder without saved_model.pb: not a SavedModel")
         return _load_savedmodel(path, name, input_shape)
     if path.suffix in (".keras", ".h5"):
-        from tensorflow import keras
+        import keras
 
         import deploykit.models.keras  # noqa: F401  (registers the reference subclass for deserialisation)
 
@@ -82,7 +82,7 @@ def load_user_model(path: Path, input_shape: Optional[list[int]] = None) -> User
 
 
 def _load_savedmodel(path: Path, name: str, input_shape):
-    from tensorflow import keras
+    import keras
 
     import tensorflow as tf
 

@@ -5,12 +5,14 @@ The three MLPs are the same network; only the API differs (the comparison the so
 
 from __future__ import annotations
 
-import os
-
 __all__ = ["build", "SubclassMLP", "build_cnn_tf_keras"]
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from tensorflow import keras  # noqa: E402  (after the log level is set)
+from deploykit.runtimes.tensorflow_rt import import_tf
+
+import_tf()  # quietly, before Keras pulls TensorFlow in
+# tf.keras *is* Keras 3 with TensorFlow 2.16+, but the `tensorflow.keras` shim lacks some namespaces
+# (keras.saving) and becomes Keras 2 if TF_USE_LEGACY_KERAS is set: import Keras 3 by its own name.
+import keras  # noqa: E402
 
 layers = keras.layers
 
