@@ -1,0 +1,271 @@
+"""The measurement protocol: how deploykit times a call, on this machine or on an edge device.
+
+This file is self-contained on purpose (Python standard library + numpy, no deploykit imports): the
+edge runner copies it as is to a device (a Raspberry Pi over SSH) and imports `measure` there, so a
+figure from a device and a figure from this CPU come out of the same code.
+
+API
+---
+``measure(call, ...) -> dict``
+    Warm up, then time ``call()`` in measurement windows until three consecutive windows agree.
+``latency_stats(ns) -> dict``
+    Percentiles, mean, spread of per-call times given in nanoseconds, reported in microseconds with
+    the field names of ``deploykit.results.LatencyStats`` (``LatencyStats(**latency_stats(ns))``).
+``first_call(fn, sync=None) -> (result, ms)``
+    Time one call (a cold start: loading an artifact, or the first inference after loading).
+``peak_rss_bytes()`` / ``current_rss_bytes()``
+    This process's resident-memory high-water mark / current resident memory.
+
+Why these choices
+-----------------
+- ``time.perf_counter_ns``: a monotonic clock with the best resolution Python offers, as an integer,
+  so nothing is lost to float rounding on fast calls (TFLite runs an MLP in a few microseconds, where
+  ``time.time()`` has neither the resolution nor monotonicity). Each call is timed on its own, so
+  the result has a distribution (p99, p99.9), not just a mean. The two clock reads cost tens of
+  nanoseconds; that cost is measured (``clock_overhead_us``) and reported, not subtracted.
+- Warm-up first: the first calls pay for lazy initialisation, memory planning, caches and branch
+  predictors; they describe a cold start (timed separately by ``first_call``), not the steady state.
+- Windows until three consecutive window medians agree within ``tolerance`` (max/min − 1 ≤ 10 %):
+  a fixed iteration count is too short for a 3 ms SavedModel call and wasteful for a 4 µs TFLite call,
+  and a single long run cannot tell a steady state from drift (thermal throttling on a Pi, CPU
+  frequency scaling, a noisy neighbour). When ``max_windows`` (or ``max_time_s``) runs out first, the
+  figures are still returned but ``stable`` is False and ``stop_reason`` says so: never hidden.
+- Statistics over all windows after the warm-up, not only the last three: every window is a
+  steady-state sample once warm-up is over, and dropping windows would drop honestly measured tails.
+- ``sync``: GPU runtimes return before the device has finished (torch on CUDA queues kernels), so a
+  timer read right after ``call()`` would time the launch, not the work. ``sync`` (e.g.
+  ``torch.cuda.synchronize``) is called inside the timed region after every call. On CPU leave it None.
+- The garbage collector stays on: a served model pays for its own allocations' collections too.
+- Each window stops at ``window_s`` seconds or ``max_window_calls`` calls, whichever comes first, and
+  runs at least ``min_window_calls`` calls; the whole measurement stops at ``max_windows`` windows or
+  ``max_time_s``: every loop is bounded in count and time, and memory for samples stays small.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "DEFAULT_WARMUP_S",
+    "DEFAULT_MIN_TIME_S",
+    "DEFAULT_WINDOW_S",
+    "DEFAULT_MAX_WINDOWS",
+    "DEFAULT_TOLERANCE",
+    "AGREEING_WINDOWS",
+    "measure",
+    "latency_stats",
+    "windows_agree",
+    "first_call",
+    "peak_rss_bytes",
+    "current_rss_bytes",
+]
+
+PROTOCOL_VERSION = 1
+DEFAULT_WARMUP_S = 0.1
+DEFAULT_MIN_TIME_S = 0.5
+DEFAULT_WINDOW_S = 0.1
+DEFAULT_MAX_WINDOWS = 30
+DEFAULT_TOLERANCE = 0.10
+AGREEING_WINDOWS = 3
+
+Clock = Callable[[], int]
+
+
+def latency_stats(ns) -> dict:
+    """Per-call times in nanoseconds → {samples, p50_us, p90_us, p99_us, p999_us, mean_us, std_us,
+    min_us, max_us} in microseconds (numpy's linear-interpolation percentiles; population std).
+
+    p99.9 of fewer than 1,000 samples is an interpolation between the largest ones: read it as such.
+    """
+    a = np.asarray(ns, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise ValueError("latency_stats needs at least one sample")
+    us = a / 1e3
+    p50, p90, p99, p999 = np.percentile(us, [50, 90, 99, 99.9])
+    return {
+        "samples": int(us.size),
+        "p50_us": float(p50),
+        "p90_us": float(p90),
+        "p99_us": float(p99),
+        "p999_us": float(p999),
+        "mean_us": float(us.mean()),
+        "std_us": float(us.std()),
+        "min_us": float(us.min()),
+        "max_us": float(us.max()),
+    }
+
+
+def windows_agree(p50s, tolerance: float = DEFAULT_TOLERANCE, n: int = AGREEING_WINDOWS) -> bool:
+    """True when the last `n` window medians agree: max/min − 1 ≤ tolerance."""
+    if len(p50s) < n:
+        return False
+    last = p50s[-n:]
+    lo, hi = min(last), max(last)
+    if lo <= 0:
+        return hi == lo
+    return hi / lo - 1.0 <= tolerance + 1e-12
+
+
+def first_call(fn: Callable[[], object], *, sync: Optional[Callable[[], None]] = None,
+               clock: Clock = time.perf_counter_ns):
+    """Call `fn` once; return (its result, elapsed milliseconds), `sync` included in the time."""
+    t0 = clock()
+    result = fn()
+    if sync is not None:
+        sync()
+    return result, (clock() - t0) / 1e6
+
+
+def _clock_overhead_ns(clock: Clock, n: int = 1000) -> float:
+    """Median cost of one empty timed region (two clock reads), to report beside the figures."""
+    deltas = []
+    for _ in range(n):
+        t0 = clock()
+        deltas.append(clock() - t0)
+    return float(np.median(deltas))
+
+
+def measure(
+    call: Callable[[], object],
+    *,
+    warmup_s: float = DEFAULT_WARMUP_S,
+    min_time_s: float = DEFAULT_MIN_TIME_S,
+    window_s: float = DEFAULT_WINDOW_S,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
+    tolerance: float = DEFAULT_TOLERANCE,
+    sync: Optional[Callable[[], None]] = None,
+    min_warmup_calls: int = 3,
+    min_window_calls: int = 10,
+    max_window_calls: int = 100_000,
+    max_time_s: Optional[float] = None,
+    clock: Clock = time.perf_counter_ns,
+) -> dict:
+    """Time `call()` in the steady state; return a plain-JSON dict.
+
+    Warm-up: calls for `warmup_s` seconds (at least `min_warmup_calls`), not recorded.
+    Then windows of `window_s` seconds (between `min_window_calls` and `max_window_calls` calls),
+    each call timed on its own, until at least `min_time_s` seconds were measured AND the last three
+    windows' medians agree within `tolerance`; or until `max_windows` windows or `max_time_s` seconds
+    (default: max(60, 10 × min_time_s)) of measuring, with `stable` False.
+
+    Returns:
+        latency: {samples, p50_us … max_us} over every measured call (see `latency_stats`)
+        windows, window_p50s_us, window_calls: per-window medians and call counts
+        stable: the last three windows agreed; stop_reason: "stable" | "max_windows" | "max_time"
+        calls, measured_s (sum of the windows' wall time), calls_per_s (calls / measured_s)
+        warmup_s, warmup_calls (as run), window_s, min_time_s, max_windows, tolerance (as asked)
+        clock: "perf_counter_ns"; clock_overhead_us: cost of the timer itself, included in each figure
+        protocol_version
+    `sync` (for GPU runtimes) is called after every call inside the timed region.
+    """
+    if window_s <= 0 or min_time_s < 0 or warmup_s < 0 or max_windows < 1 or tolerance < 0:
+        raise ValueError("measure: window_s > 0, min_time_s ≥ 0, warmup_s ≥ 0, max_windows ≥ 1, tolerance ≥ 0")
+    if min_window_calls < 1 or max_window_calls < min_window_calls:
+        raise ValueError("measure: 1 ≤ min_window_calls ≤ max_window_calls")
+    if max_time_s is None:
+        max_time_s = max(60.0, 10.0 * min_time_s)
+    warmup_ns, window_ns, max_time_ns = int(warmup_s * 1e9), int(window_s * 1e9), int(max_time_s * 1e9)
+
+    overhead_ns = _clock_overhead_ns(clock)
+
+    # Warm-up: run, don't record.
+    warmup_calls = 0
+    start = clock()
+    while warmup_calls < min_warmup_calls or clock() - start < warmup_ns:
+        call()
+        if sync is not None:
+            sync()
+        warmup_calls += 1
+    warmup_elapsed_ns = clock() - start
+
+    windows: list[np.ndarray] = []
+    p50s: list[float] = []
+    measured_ns = 0
+    stop_reason = "max_windows"
+    while len(windows) < max_windows:
+        times: list[int] = []
+        w_start = clock()
+        while True:
+            t0 = clock()
+            call()
+            if sync is not None:
+                sync()
+            t1 = clock()
+            times.append(t1 - t0)
+            n = len(times)
+            if n >= max_window_calls or (n >= min_window_calls and t1 - w_start >= window_ns):
+                break
+        measured_ns += clock() - w_start
+        arr = np.asarray(times, dtype=np.int64)
+        windows.append(arr)
+        p50s.append(float(np.median(arr)) / 1e3)
+        if measured_ns >= min_time_s * 1e9 and windows_agree(p50s, tolerance):
+            stop_reason = "stable"
+            break
+        if measured_ns >= max_time_ns:
+            stop_reason = "max_time"
+            break
+
+    all_ns = np.concatenate(windows)
+    calls = int(all_ns.size)
+    return {
+        "latency": latency_stats(all_ns),
+        "windows": len(windows),
+        "window_p50s_us": p50s,
+        "window_calls": [int(w.size) for w in windows],
+        "stable": windows_agree(p50s, tolerance),
+        "stop_reason": stop_reason,
+        "calls": calls,
+        "measured_s": measured_ns / 1e9,
+        "calls_per_s": calls / (measured_ns / 1e9) if measured_ns > 0 else math.inf,
+        "warmup_s": warmup_elapsed_ns / 1e9,
+        "warmup_calls": warmup_calls,
+        "window_s": window_s,
+        "min_time_s": min_time_s,
+        "max_windows": max_windows,
+        "tolerance": tolerance,
+        "clock": "perf_counter_ns" if clock is time.perf_counter_ns else getattr(clock, "__name__", "custom"),
+        "clock_overhead_us": overhead_ns / 1e3,
+        "protocol_version": PROTOCOL_VERSION,
+    }
+
+
+def current_rss_bytes() -> Optional[int]:
+    """Resident memory of this process now (Linux /proc), or None where unknown."""
+    return _proc_status_bytes("VmRSS:")
+
+
+def peak_rss_bytes() -> Optional[int]:
+    """This process's resident-memory high-water mark in bytes, or None where unknown.
+
+    Linux: VmHWM from /proc/self/status (the high-water mark of this process's own memory map).
+    Elsewhere: getrusage's ru_maxrss (kilobytes on Linux, bytes on macOS). The mark never goes down,
+    so a per-artifact peak needs a process per artifact (what `deploykit bench` does).
+    """
+    hwm = _proc_status_bytes("VmHWM:")
+    if hwm is not None:
+        return hwm
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(maxrss if sys.platform == "darwin" else maxrss * 1024)
+
+
+def _proc_status_bytes(key: str) -> Optional[int]:
+    try:
+        with open(f"/proc/{os.getpid()}/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024  # the kernel reports kB
+    except OSError:
+        return None
+    return None
