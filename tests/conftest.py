@@ -15,11 +15,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_homes(tmp_path_factory):
-    """Keep the BentoML store and deploykit's dataset cache out of the user's home."""
+    """Keep the BentoML store and deploykit's dataset cache out of the user's home, and keep tests off
+    the internet: only the download tests (which point the mirrors at a loopback server) download."""
     root = tmp_path_factory.mktemp("homes")
-    old = {k: os.environ.get(k) for k in ("BENTOML_HOME", "DEPLOYKIT_CACHE")}
+    old = {k: os.environ.get(k) for k in ("BENTOML_HOME", "DEPLOYKIT_CACHE", "DEPLOYKIT_OFFLINE")}
     os.environ["BENTOML_HOME"] = str(root / "bentoml")
     os.environ["DEPLOYKIT_CACHE"] = str(root / "cache")
+    os.environ["DEPLOYKIT_OFFLINE"] = "1"
     yield root
     for k, v in old.items():
         if v is None:

@@ -82,13 +82,9 @@ def train_export_cmd(
         qat_epochs=qat_epochs or p.qat_epochs, calibration_samples=p.calibration_samples, qat_samples=p.qat_samples,
         store=not no_store, reporter=RichReporter(),
     )
-    rows = [(ModelManifest.read(m), str(m)) for m in summary.manifests]
-    console.print(artifact_table(rows, title=f"train-export {dataset}: {summary.wall_seconds:.1f} s"))
-    if summary.failed:
-        err_console.print(f"[red]{len(summary.failed)} artifact(s) failed:[/red]")
-        for line in summary.failed:
-            err_console.print(f"  {line}")
-        raise typer.Exit(1)
+    manifests = [ModelManifest.read(m) for m in summary.manifests]
+    console.print(artifact_table(manifests, title=f"train-export {dataset}: {summary.wall_seconds:.1f} s"))
+    _print_outcome(manifests, [str(m) for m in summary.manifests])
 
 
 @app.command("export")
@@ -115,10 +111,21 @@ def export_cmd(
             raise UsageError(f"--input-shape {input_shape!r}: expected comma-separated integers like 1,28,28") from exc
     manifest, model_dir = export_user_model(model_path, formats=formats, dataset=dataset, out=out, name=name,
                                             input_shape=shape, data_dir=data_dir, seed=seed, reporter=RichReporter())
-    console.print(artifact_table([(manifest, str(model_dir / "manifest.json"))], title=f"export {model_path}"))
-    failed = [a for a in manifest.artifacts if a.status == "failed"]
+    console.print(artifact_table([manifest], title=f"export {model_path}"))
+    _print_outcome([manifest], [str(model_dir / "manifest.json")])
+
+
+def _print_outcome(manifests, paths: list[str]) -> None:
+    """Where the manifests are; every artifact that is not `passed` with its reason; exit 1 on failures."""
+    console.print("manifests:\n" + "\n".join(f"  {p}" for p in paths), markup=False, soft_wrap=True)
+    failed = 0
+    for m in manifests:
+        for a in m.artifacts:
+            if a.status != "passed":
+                failed += a.status == "failed"
+                err_console.print(f"{a.status}: {m.model}/{a.format}: {a.error}", markup=False, soft_wrap=True)
     if failed:
-        err_console.print(f"[red]{len(failed)} artifact(s) failed[/red]")
+        err_console.print(f"{failed} artifact(s) failed; the others are written and recorded in their manifests")
         raise typer.Exit(1)
 
 
@@ -129,12 +136,16 @@ def formats_cmd():
 
     from deploykit.export import EXPORTERS
 
-    table = Table("format", "from", "runtime", "precision", "max |Δp|", "top-1 agree", "description")
+    table = Table("format", "from", "runtime", "precision", "max |Δp|", "top-1 agree", "max acc drop")
+    table.columns[0].no_wrap = True
     for key, cls in EXPORTERS.items():
         table.add_row(key, ", ".join(sorted(cls.frameworks)), cls.runtime, cls.precision,
                       f"{cls.atol:.0e}" if cls.atol is not None else "—", f"≥ {cls.min_top1_agreement:.1%}",
-                      cls.description)
+                      f"{cls.max_accuracy_drop_points} pt" if cls.max_accuracy_drop_points is not None else "—")
     console.print(table)
+    for key, cls in EXPORTERS.items():
+        if cls.description:
+            console.print(f"{key}: {cls.description}", markup=False, soft_wrap=True)
 
 
 # -- subcommands: each lives next to the code it drives and keeps heavy imports inside its body.

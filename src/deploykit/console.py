@@ -51,7 +51,7 @@ class RichReporter:
 def human_bytes(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
         n /= 1000
     return str(n)
 
@@ -59,20 +59,21 @@ def human_bytes(n: int) -> str:
 _STYLE = {"passed": "green", "exported": "yellow", "failed": "red"}
 
 
-def artifact_table(manifests: list[tuple[ModelManifest, str]], title: str = "artifacts") -> Table:
-    """model × format: status, size, accuracy, parity, where the manifest is."""
-    table = Table(title=title, title_justify="left")
-    for col in ("model", "format", "status", "size", "accuracy", "max |Δp|", "top-1 agree", "note"):
-        table.add_column(col, justify="right" if col in ("size", "accuracy", "max |Δp|", "top-1 agree") else "left")
-    for manifest, where in manifests:
+def artifact_table(manifests: list[ModelManifest], title: str = "artifacts") -> Table:
+    """model × format: status, size, accuracy, parity (reasons for failures are printed apart)."""
+    table = Table(title=title, title_justify="left", pad_edge=False)
+    table.add_column("model / format")
+    table.add_column("status")
+    for col in ("size", "accuracy", "max |Δp|", "top-1 agree"):
+        table.add_column(col, justify="right")
+    for manifest in manifests:
         train_acc = f"{manifest.training.accuracy:.2%}" if manifest.training else "—"
-        table.add_row(manifest.model, f"[dim]{manifest.framework}[/dim]", "trained", "", train_acc, "", "", where)
+        table.add_row(f"[bold]{manifest.model}[/bold] [dim]({manifest.framework})[/dim]", "trained", "", train_acc, "", "")
         for a in manifest.artifacts:
             par = a.parity
             table.add_row(
-                "", a.format, f"[{_STYLE[a.status]}]{a.status}[/]", human_bytes(a.bytes) if a.bytes else "—",
+                f"  {a.format}", f"[{_STYLE[a.status]}]{a.status}[/]", human_bytes(a.bytes) if a.bytes else "—",
                 f"{a.accuracy:.2%}" if a.accuracy is not None else "—",
                 f"{par.max_abs_diff:.1e}" if par else "—", f"{par.top1_agreement:.2%}" if par else "—",
-                (a.error or "")[:90],
             )
     return table

@@ -9,6 +9,7 @@ import numpy as np
 
 from deploykit.errors import RuntimeUnavailable
 from deploykit.manifest import InputSpec, OutputSpec
+from deploykit.quiet import muted_stderr
 from deploykit.runtimes.base import Predictor, Runtime
 
 __all__ = ["LiteRTRuntime", "TFLiteRuntime", "TFLitePredictor"]
@@ -80,8 +81,9 @@ class LiteRTRuntime(Runtime):
         if not ok:
             raise RuntimeUnavailable(why)
         kwargs = {"num_threads": threads} if threads else {}
-        interpreter = self._module().Interpreter(model_path=str(path), **kwargs)
-        interpreter.allocate_tensors()
+        with muted_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            interpreter = self._module().Interpreter(model_path=str(path), **kwargs)
+            interpreter.allocate_tensors()
         return TFLitePredictor(interpreter, self.name, input_spec, output_spec, threads)
 
 

@@ -10,33 +10,24 @@ import numpy as np
 
 from deploykit.errors import RuntimeUnavailable
 from deploykit.manifest import InputSpec, OutputSpec
+from deploykit.quiet import muted_stderr
 from deploykit.runtimes.base import Predictor, Runtime
 
 __all__ = ["TensorFlowRuntime", "SavedModelPredictor"]
 
 
 def import_tf():
-    """Import TensorFlow without its start-up chatter on the user's terminal.
-
-    TF 2.21 writes oneDNN/CUDA-stub INFO lines to file descriptor 2 from C++ before absl logging is
-    initialised, so TF_CPP_MIN_LOG_LEVEL cannot hide them; the descriptor is muted for the import
-    only (a failing import still raises its Python exception with the message).
-    """
+    """Import TensorFlow without its start-up chatter on the user's terminal (see deploykit.quiet)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
+        with muted_stderr():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device discovery logs a cuInit error on CPU-only machines
     except ImportError as exc:
         raise RuntimeUnavailable("tensorflow is not installed: pip install 'deploykit[tf]'") from exc
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
     return tf
 
 
