@@ -13,6 +13,7 @@ from PIL import Image
 from deploykit.errors import UsageError
 from deploykit.report import build_report, load_baseline, load_inputs, output_format, render_html, render_markdown, write_report
 from deploykit.report.plots import make_plots
+from deploykit.report.view import fmt_bytes
 from deploykit.report.schema import Report
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "results"
@@ -106,7 +107,7 @@ def test_html_shows_how_each_figure_was_measured(html):
                  "Linux 6.1.0-28-cloud-amd64", "Python 3.11.7", "warmup_s=0.1", "min_time_s=0.5"):
         assert fact in sources_s1, fact
     (onnx_b1,) = [r for r in rows if r.startswith("onnx cpu on ci-runner-7 1 12.6 µs")]
-    for fact in ("onnxruntime 1.32.0", "1 thr", "warm-up 0.1 s", "5 windows × 0.1 s", "stable", "814.6 KB",
+    for fact in ("onnxruntime 1.32.0", "1 thr", "warm-up 0.1 s", "5 windows × 0.1 s", "stable", fmt_bytes(814_602),
                  "88.30 %", "2.4e-07 · 100.00 %"):
         assert fact in onnx_b1, fact
     assert any("savedmodel cpu" in r and "NOT stable" in r for r in rows)

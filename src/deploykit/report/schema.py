@@ -4,20 +4,16 @@ One `Report` holds every input the report read (`sources`, each with the machine
 `LatencyRow` per measured (or unmeasurable) artifact × configuration, one `LoadRow` per HTTP load
 step, the training comparison from manifests and train-export runs, and, with `--baseline`, the
 verdict for every matching configuration. `docs/results-schema.md` documents it; its JSON Schema is
-`Report.model_json_schema()` (refresh the document with `python -m deploykit.report.schema docs/results-schema.md`).
+`Report.model_json_schema()` (refresh the document with `python -m deploykit.report.schema_doc docs/results-schema.md`).
 """
 
 from __future__ import annotations
 
-import json
-import re
-import sys
-from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deploykit.results import LatencyStats, MachineInfo, ResultsFile
+from deploykit.results import LatencyStats, MachineInfo
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
@@ -32,7 +28,6 @@ __all__ = [
     "BaselineDiff",
     "BaselineSummary",
     "Report",
-    "update_schema_doc",
 ]
 
 REPORT_SCHEMA_VERSION = 1
@@ -215,27 +210,3 @@ class Report(_Model):
 
     def source(self, source_id: str) -> Source:
         return next(s for s in self.sources if s.id == source_id)
-
-
-# -- the schema document --------------------------------------------------------------------------
-_BLOCKS = {"results": ResultsFile, "report": Report}
-_BLOCK_RE = re.compile(r"(<!-- BEGIN (\w+) schema -->\n```json\n)(.*?)(\n```\n<!-- END \2 schema -->)", re.S)
-
-
-def schema_json(name: str) -> str:
-    return json.dumps(_BLOCKS[name].model_json_schema(), indent=2, ensure_ascii=False)
-
-
-def update_schema_doc(path: Path | str) -> bool:
-    """Replace each marked JSON Schema block in the document with the live one; True if it changed."""
-    path = Path(path)
-    text = path.read_text()
-    new = _BLOCK_RE.sub(lambda m: m.group(1) + schema_json(m.group(2)) + m.group(4), text)
-    if new != text:
-        path.write_text(new)
-    return new != text
-
-
-if __name__ == "__main__":  # python -m deploykit.report.schema docs/results-schema.md
-    for doc in sys.argv[1:]:
-        print(f"{doc}: {'updated' if update_schema_doc(doc) else 'up to date'}")

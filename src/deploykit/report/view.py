@@ -110,7 +110,7 @@ def column_of(r: LatencyRow) -> Column:
 def _threads_text(values: set) -> str:
     known = sorted(v for v in values if v)
     if not known:
-        return "threads: runtime default" if None in values else "not timed"
+        return "threads: runtime default" if None in values else "nothing measured"
     return f"{known[0]} thr" if len(known) == 1 else f"{known[0]}–{known[-1]} thr"
 
 
@@ -172,9 +172,9 @@ def measured(r: LatencyRow) -> str:
     parts = [r.source, f"{r.runtime} {r.runtime_version or ''}".strip(), f"device {r.device}",
              f"{r.threads} thr" if r.threads else "threads: runtime default"]
     if r.warmup_s is not None:
-        parts.append(f"warm-up {r.warmup_s:g} s")
+        parts.append(f"warm-up {r.warmup_s:.3g} s")
     if r.windows:
-        window = f"{r.windows} windows" + (f" × {r.window_s:g} s" if r.window_s else "")
+        window = f"{r.windows} windows" + (f" × {r.window_s:.3g} s" if r.window_s else "")
         if r.window_spread is not None:
             window += f", spread {r.window_spread * 100:.0f} %"
         parts.append(window)
