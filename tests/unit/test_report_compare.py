@@ -117,6 +117,8 @@ def test_manifest_fills_what_a_record_lacks(tmp_path):
     ({"compatible": False, "unsupported_ops": ["GELU", "BROADCAST_TO"]}, "incompatible", False,
      "unsupported ops: GELU, BROADCAST_TO"),
     ({"status": "FAILED", "reason": "op version too new"}, "FAILED", False, "op version too new"),
+    ({"verdict": "incompatible", "error": "Didn't find op", "lacking_ops": [{"op": "FULLY_CONNECTED", "version": 12}]},
+     "incompatible", False, "Didn't find op; lacking ops: FULLY_CONNECTED v12"),
     ({"verdict": "maybe"}, "maybe", None, None),
     ({}, "unknown", None, None),
 ])

@@ -45,8 +45,8 @@ def normalise_compat(raw: dict, source: str) -> Compat:
     """Edge-check verdicts into one shape: a verdict word, whether it runs, and why.
 
     Reads the common spellings (`verdict`/`status`/`result`, a boolean `compatible`/`ok`, reasons as
-    `reason`/`detail`/`message`/`reasons`/`unsupported_ops`) so the report keeps working if the edge
-    check adds fields.
+    `reason`/`detail`/`message`/`error`/`reasons`, op lists as `unsupported_ops`/`lacking_ops`/`missing_ops`
+    of names or {op, version}) so the report keeps working if the edge check adds fields.
     """
     verdict = next((str(raw[k]) for k in ("verdict", "status", "result") if raw.get(k) is not None), None)
     ok = next((bool(raw[k]) for k in ("compatible", "ok", "passed", "runs") if isinstance(raw.get(k), bool)), None)
@@ -55,16 +55,22 @@ def normalise_compat(raw: dict, source: str) -> Compat:
         ok = True if word in _OK_WORDS else False if word in _BAD_WORDS else None
     if verdict is None:
         verdict = "compatible" if ok else "incompatible" if ok is False else "unknown"
-    details = []
-    for k in ("reason", "detail", "details", "message", "note"):
-        if raw.get(k):
-            details.append(str(raw[k]))
+    details = [str(raw[k]) for k in ("reason", "detail", "details", "message", "note", "error") if raw.get(k)]
     if raw.get("reasons"):
         details.append("; ".join(map(str, raw["reasons"])) if isinstance(raw["reasons"], list) else str(raw["reasons"]))
-    if raw.get("unsupported_ops"):
-        ops = raw["unsupported_ops"]
-        details.append("unsupported ops: " + (", ".join(map(str, ops)) if isinstance(ops, list) else str(ops)))
+    for key in ("unsupported_ops", "lacking_ops", "missing_ops"):
+        if raw.get(key):
+            ops = raw[key] if isinstance(raw[key], list) else [raw[key]]
+            details.append(f"{key.replace('_', ' ')}: " + ", ".join(_op_text(o) for o in ops))
     return Compat(verdict=verdict, ok=ok, detail="; ".join(details) or None, source=source, raw=raw)
+
+
+def _op_text(op) -> str:
+    """'GELU', or {'op': 'FULLY_CONNECTED', 'version': 12} → 'FULLY_CONNECTED v12'."""
+    if isinstance(op, dict):
+        name = op.get("op") or op.get("name") or op.get("builtin_code") or "?"
+        return f"{name} v{op['version']}" if op.get("version") is not None else str(name)
+    return str(op)
 
 
 def _row(sid: str, results: ResultsFile, r: BenchRecord) -> LatencyRow:
