@@ -1,0 +1,264 @@
+"""HTTP serving benchmark: deploykit's BentoML service vs a lean Starlette + uvicorn + onnxruntime anchor.
+
+Both servers serve the same ONNX artifact of an MLP (torch-mlp or keras-sequential, `onnx` format),
+answer the same JSON request (one 28×28 test digit as 784 floats in [0, 1]) with label + probabilities,
+and run one process each, pinned to the same core(s) with `taskset`; the load comes from `wrk` (an
+independent tool, Debian package `wrk`) pinned to other core(s). Measured in one run, side by side:
+p50 / p99 latency and throughput at concurrency 1, and throughput / p99 at concurrency 32.
+
+Targets (serving issue): deploykit p50 at c=1 ≤ 2× the anchor's; deploykit throughput at c=32 ≥ 1×
+the anchor's; zero errors (non-2xx, socket errors, timeouts) for both.
+
+    .venv/bin/python benchmarks/serve_bench.py [--model models/mnist/torch-mlp] [--duration 10]
+
+The anchor is what a lean hand-written endpoint looks like: `await request.json()` (stdlib json),
+numpy, `session.run`, `JSONResponse`. It validates nothing beyond what numpy refuses; deploykit
+also checks types, range, shape and sizes on every request. Both use ONNX Runtime with 1 thread.
+Every load run is bounded by --duration; servers are stopped at the end (also on errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# wrk's Lua hooks: POST the body, then print the summary as one JSON line (latencies in µs).
+WRK_SCRIPT = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "errors_connect": %d, "errors_read": %d, ' ..
+    '"errors_write": %d, "errors_status": %d, "errors_timeout": %d, "p50_us": %d, "p90_us": %d, ' ..
+    '"p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+# -- the anchor server (run by this same file with --anchor-server) ---------------------------------
+def make_anchor_app(model_path: str):
+    import onnxruntime as ort
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    inner = [d if isinstance(d, int) else -1 for d in session.get_inputs()[0].shape[1:]]
+
+    async def predict(request):
+        body = await request.json()
+        x = np.asarray(body["inputs"], dtype=np.float32).reshape(-1, *inner)
+        probs = session.run(None, {name: x})[0]
+        return JSONResponse({"predictions": [{"label": int(p.argmax()), "probabilities": p.tolist()} for p in probs]})
+
+    async def ready(request):
+        return JSONResponse({"ready": True})
+
+    return Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/readyz", ready)])
+
+
+def run_anchor(model_path: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(make_anchor_app(model_path), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode} before it was ready ({url})")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"server not ready after {timeout_s:.0f} s: {url}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def post(url: str, body: bytes) -> tuple[dict, dict]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read()), dict(r.headers)
+
+
+def wrk(url: str, concurrency: int, duration_s: float, cores: str, script: Path, body: Path) -> dict:
+    threads = max(1, min(concurrency, len(cores.split(","))))
+    cmd = ["taskset", "-c", cores, "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration_s:.0f}s",
+           "--timeout", "5s", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "BENCH_BODY": str(body)},
+                         timeout=duration_s + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
+    r = json.loads(line[len("WRK_JSON "):])
+    r["errors"] = sum(r[k] for k in r if k.startswith("errors_"))
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def uvicorn_stack() -> str:
+    """The event loop and HTTP parser uvicorn picks here ("auto": uvloop and httptools when installed),
+    for both servers alike: they run in this same environment."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn loop={loop} http={http}"
+
+
+def find_model(arg: str | None) -> Path:
+    candidates = [Path(arg)] if arg else [ROOT / "models/mnist/torch-mlp", ROOT / "models/mnist/keras-sequential"]
+    for c in candidates:
+        if (c / "manifest.json").is_file():
+            return c
+    raise SystemExit(f"no model folder at {', '.join(map(str, candidates))}: run "
+                     "`deploykit train-export mnist --models torch-mlp --epochs 1` first, or pass --model")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="model folder with an `onnx` artifact (default: models/mnist/torch-mlp)")
+    ap.add_argument("--duration", type=float, default=10, help="seconds per measurement (default 10)")
+    ap.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring (default 3)")
+    ap.add_argument("--server-cores", default="1", help="taskset cores for the servers (default 1)")
+    ap.add_argument("--client-cores", default="0", help="taskset cores for wrk (default 0)")
+    ap.add_argument("--workers", type=int, default=1, help="deploykit workers (default 1, like the anchor)")
+    ap.add_argument("--concurrency", default="1,32", help="wrk connections to measure (default 1,32)")
+    ap.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    ap.add_argument("--anchor-server", nargs=2, metavar=("MODEL_PATH", "PORT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.anchor_server:
+        run_anchor(args.anchor_server[0], int(args.anchor_server[1]))
+        return 0
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (apt-get install -y {'wrk' if tool == 'wrk' else 'util-linux'})")
+
+    model_dir = find_model(args.model)
+    from deploykit.manifest import ModelManifest
+
+    manifest = ModelManifest.read(model_dir)
+    onnx_path = manifest.verify(model_dir, manifest.artifact("onnx"))
+    ref = np.load(model_dir / manifest.reference) if manifest.reference else None
+    image = (ref["x"][0] if ref is not None else np.zeros((28, 28), np.uint8)).astype(np.float64) / 255.0
+
+    tmp = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    body = tmp / "body.json"
+    body.write_text(json.dumps({"inputs": [image.ravel().tolist()]}))
+    script = tmp / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    py = sys.executable
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENTOML_HOME": str(tmp / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "True", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    servers = {
+        "anchor": lambda port: [py, __file__, "--anchor-server", str(onnx_path), str(port)],
+        "deploykit": lambda port: [py, "-m", "bentoml", "serve", "deploykit.serving.service:DeployKitService",
+                                   "--host", "127.0.0.1", "--port", str(port),
+                                   "--arg", f"model={model_dir}", "--arg", "format=onnx",
+                                   "--arg", f"workers={args.workers}"],
+    }
+    results: dict[str, dict] = {}
+    stack = uvicorn_stack()
+    print(f"model {manifest.model} ({onnx_path}), servers on cores {args.server_cores}, wrk on cores "
+          f"{args.client_cores}, {args.duration:.0f} s per level after {args.warmup:.0f} s warm-up; "
+          f"both servers: {stack}", flush=True)
+    for name, make_cmd in servers.items():
+        port = free_port()
+        log = open(tmp / f"{name}.log", "w")
+        proc = subprocess.Popen(["taskset", "-c", args.server_cores, *make_cmd(port)], stdout=log,
+                                stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base + "/readyz", proc)
+            answer, headers = post(base + "/predict", body.read_bytes())
+            label = answer["predictions"][0]["label"]
+            wrk(base + "/predict", max(levels), args.warmup, args.client_cores, script, body)
+            results[name] = {"label": label, "inference_header": headers.get("x-inference-time-us")}
+            for c in levels:
+                r = wrk(base + "/predict", c, args.duration, args.client_cores, script, body)
+                results[name][c] = r
+                print(f"  {name:9s} c={c:<3d} {r['rps']:8.0f} req/s  p50 {r['p50_us'] / 1e3:6.2f} ms  "
+                      f"p99 {r['p99_us'] / 1e3:6.2f} ms  errors {r['errors']}", flush=True)
+        finally:
+            stop(proc)
+            log.close()
+
+    a, d = results["anchor"], results["deploykit"]
+    lo, hi = min(levels), max(levels)
+    p50_ratio = d[lo]["p50_us"] / a[lo]["p50_us"]
+    rps_ratio = d[hi]["rps"] / a[hi]["rps"]
+    errors = sum(results[s][c]["errors"] for s in results for c in levels)
+    print()
+    print(f"{'server':10s} {'c=' + str(lo) + ' p50':>10s} {'p99':>9s} {'req/s':>8s} | {'c=' + str(hi) + ' req/s':>11s} {'p99':>9s} {'errors':>7s}")
+    for s in results:
+        r1, r2 = results[s][lo], results[s][hi]
+        print(f"{s:10s} {r1['p50_us'] / 1e3:8.2f}ms {r1['p99_us'] / 1e3:7.2f}ms {r1['rps']:8.0f} | "
+              f"{r2['rps']:11.0f} {r2['p99_us'] / 1e3:7.2f}ms {r1['errors'] + r2['errors']:7d}")
+    checks = [
+        (f"deploykit p50 at c={lo} / anchor", p50_ratio, "≤ 2.0", p50_ratio <= 2.0),
+        (f"deploykit req/s at c={hi} / anchor", rps_ratio, "≥ 1.0", rps_ratio >= 1.0),
+        ("errors (both servers, all levels)", errors, "= 0", errors == 0),
+        ("same label from both servers", float(a["label"] == d["label"]), "= 1", a["label"] == d["label"]),
+    ]
+    print()
+    for what, value, target, ok in checks:
+        print(f"  {what:40s} {value:8.2f}  target {target:6s} {'PASS' if ok else 'FAIL'}")
+    if args.out:
+        args.out.write_text(json.dumps({"model": manifest.model, "artifact": str(onnx_path), "servers": results,
+                                        "uvicorn": stack,
+                                        "ratios": {"p50_c1": p50_ratio, "rps_c32": rps_ratio},
+                                        "server_cores": args.server_cores, "client_cores": args.client_cores},
+                                       indent=2, default=str))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if all(ok for *_, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""BentoML entry points of deploykit (see service.py and bentofile.yaml)."""

@@ -1,0 +1,47 @@
+"""HTTP client errors of the prediction endpoint: a status, a short machine-readable code and one
+line naming the problem. Every error body is a small JSON object (a few hundred bytes at most)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from deploykit.errors import DeployKitError
+
+__all__ = ["BadRequest", "Overloaded", "NotReady", "error_body", "MAX_MESSAGE_CHARS"]
+
+# Messages are cut so that no request can make the server echo back a large body.
+MAX_MESSAGE_CHARS = 240
+
+
+class BadRequest(DeployKitError):
+    """The request cannot be served as sent (4xx); `code` is stable, `message` names the problem."""
+
+    status: int = 400
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Overloaded(BadRequest):
+    """The server's queue is full or a request waited past its deadline: 503 + Retry-After."""
+
+    def __init__(self, message: str = "server overloaded; retry later", retry_after_s: int = 1):
+        super().__init__(503, "overloaded", message)
+        self.retry_after_s = retry_after_s
+
+
+class NotReady(Overloaded):
+    """The model is still loading or warming up: 503 + Retry-After."""
+
+    def __init__(self, message: str = "model is loading; retry later", retry_after_s: int = 1):
+        super().__init__(message, retry_after_s)
+        self.code = "not_ready"
+
+
+def error_body(code: str, message: str) -> bytes:
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    return msgspec.json.encode({"error": {"code": code, "message": message}})

@@ -1,0 +1,114 @@
+"""The BentoML service: any exported artifact behind one Runtime predictor, served by BentoML.
+
+    bentoml serve deploykit.serving.service:DeployKitService --arg model=MODEL_DIR_OR_TAG [--arg format=onnx]
+    bentoml serve serving.service:DeployKitService ...        (the same, from the repository root)
+    DEPLOYKIT_MODEL=... bentoml serve serving.service:DeployKitService
+    deploykit serve MODEL_DIR_OR_TAG [--format auto] ...      (checks, prints the choice, then the same)
+
+Settings come from bento arguments and DEPLOYKIT_* variables (see config.py); they are read when
+this module is imported, because BentoML's service configuration (workers, logging) is fixed then.
+
+Start-up, in order:
+1. on deployment (``bentoml serve``'s own process, before any worker): resolve the model, choose the
+   format, verify its sha256 against the manifest, check its runtime: a failure stops the server with
+   the error and a non-zero exit.
+2. each worker: the same checks (the file could have changed since), then the predictor loads and
+   warms up in the background: /livez answers at once, /readyz is 503 until the model is loaded and
+   warm, and predictions meanwhile get 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import bentoml
+
+from deploykit.serving.app import ServingApp
+from deploykit.serving.config import ServeSettings
+from deploykit.serving.engine import Engine, ModelInfo
+from deploykit.serving.startup import is_store_tag, prepare
+
+__all__ = ["DeployKitService", "SETTINGS", "SERVICE_NAME", "HOT_PATHS"]
+
+SERVICE_NAME = "deploykit"
+HOT_PATHS = ["/predict", "/predict_image"]
+
+
+def _read_settings() -> ServeSettings:
+    return ServeSettings.from_sources(vars(bentoml.use_arguments()), os.environ)
+
+
+SETTINGS = _read_settings()
+serving_app = ServingApp()
+_MODEL_TAG = SETTINGS.model if SETTINGS.model and is_store_tag(SETTINGS.model) else None
+
+
+def _service_config(settings: ServeSettings) -> dict:
+    """BentoML settings that decide the per-request cost (measured: benchmarks/serve_bench.py).
+
+    - access log off by default: a formatted log line per request.
+    - tracing: OpenTelemetry's middleware is always installed; excluding the prediction routes makes
+      it pass them straight through (no span per request). Other routes keep it.
+    - metrics: BentoML's HTTP metrics middleware skips the prediction routes (the access log's
+      skip_paths feed it), because the app records its own per-format request metrics; BentoML's
+      process metrics and /metrics stay on.
+    """
+    return {
+        "name": SERVICE_NAME,
+        "workers": settings.workers,
+        "logging": {"access": {"enabled": settings.access_log,
+                               "skip_paths": [] if settings.access_log else list(HOT_PATHS)}},
+        "tracing": {"excluded_urls": list(HOT_PATHS)},
+    }
+
+
+@bentoml.service(**_service_config(SETTINGS))
+@bentoml.asgi_app(serving_app.asgi, path="/")
+class DeployKitService:
+    """deploykit prediction service: POST /predict (JSON) and POST /predict_image (PNG/JPEG)."""
+
+    if _MODEL_TAG is not None:
+        # Declared so that `bentoml build` packs the model into the bento and a bento resolves it.
+        model_ref = bentoml.models.BentoModel(_MODEL_TAG)
+
+    @bentoml.on_deployment
+    def check_before_serving() -> None:
+        prepared = prepare(SETTINGS)
+        print(f"deploykit: {prepared.describe()}", flush=True)
+
+    def __init__(self) -> None:
+        prepared = prepare(SETTINGS)
+        self.prepared = prepared
+        manifest = prepared.manifest
+        self.engine = Engine(
+            ModelInfo(model=manifest.model, format=prepared.choice.format, runtime=prepared.entry.runtime,
+                      classes=tuple(manifest.classes), model_dir=prepared.model_dir, artifact=prepared.artifact),
+            max_batch_size=SETTINGS.max_batch_size, max_latency_ms=SETTINGS.max_latency_ms,
+            max_queue=SETTINGS.max_queue, warmup_s=SETTINGS.warmup_s, retry_after_s=SETTINGS.retry_after_s,
+        )
+        serving_app.attach(self.engine, SETTINGS)
+        serving_app.extra_openapi = lambda: DeployKitService.openapi_spec.asdict()
+        self._start_task = None
+
+    @bentoml.on_startup
+    def start_loading(self) -> None:
+        # Runs inside the server's event loop before it accepts requests; the loading itself goes on in
+        # the background so that liveness answers and readiness can say "not yet".
+        self._start_task = asyncio.get_running_loop().create_task(self.engine.start(self._load))
+
+    def _load(self):
+        from deploykit.runtimes import load_artifact
+
+        p = self.prepared
+        return load_artifact(p.model_dir, p.entry, p.manifest, device=SETTINGS.device, threads=SETTINGS.threads)
+
+    def __is_ready__(self) -> bool:
+        return self.engine.ready
+
+    def __is_alive__(self) -> bool:
+        return self.engine.alive
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.engine.close()
