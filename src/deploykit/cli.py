@@ -168,9 +168,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except click_exc.UsageError as exc:
         err_console.print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
         return 2
-    except click_exc.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click_exc.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         return 130
     except click_exc.ClickException as exc:
