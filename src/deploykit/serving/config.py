@@ -42,6 +42,8 @@ class ServeSettings(BaseModel):
     invert: Literal["auto", "always", "never"] = Field("auto", description="image polarity rule (see decode.py)")
     warmup_s: float = Field(0.5, ge=0, description="minimum warm-up time before the server reports ready")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503")
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="BentoML's per-request timeout (504 past it); see service.py on why not longer")
     access_log: bool = Field(False, description="BentoML access log (costs time per request)")
 
     @classmethod
