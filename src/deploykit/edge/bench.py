@@ -1,0 +1,258 @@
+"""`deploykit edge bench`: latency of TFLite artifacts on a device over SSH, or emulated here.
+
+On the device, the runner times ``set_tensor → invoke → get_tensor`` with `deploykit.bench.protocol`
+(warm-up, windows until three agree within 10 %, percentiles), the same call and protocol
+`deploykit bench` uses here, for each thread count and batch size; the runtime's defaults apply
+(XNNPACK for float models; the Edge TPU delegate for *_edgetpu.tflite). Each artifact is also
+checked on the device (loads, op versions, parity with the framework model), so every latency has
+its compatibility verdict beside it.
+
+`--target local --profile rpi4` runs the same runner here with the profile's thread count on pinned
+cores; every record is then `emulated` and labelled "emulated on <this CPU>, not a device measurement".
+
+Nothing is written until every artifact is done: a refused login, a missing runtime or a dropped
+connection leaves no results file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from deploykit.errors import UsageError
+from deploykit.manifest import ModelManifest
+from deploykit.results import BenchRecord, LatencyStats, MachineInfo, ResultsFile
+from deploykit.bench import protocol
+from deploykit.edge.compat import verdict
+from deploykit.edge.envs import ensure_runtime_env, parse_runtime_spec
+from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
+from deploykit.edge.profiles import get_profile
+from deploykit.edge.session import LOAD_ALLOWANCE_S, run_session
+from deploykit.edge.transport import LocalTransport, SSHTransport, parse_ssh_target
+
+__all__ = ["EdgeBenchSettings", "run_edge_bench", "emulation_label", "pinned_cores", "machine_from_facts",
+           "throttle_notes"]
+
+TIMED_CALL = ("set_tensor → invoke → get_tensor on a tensor prepared once on the host with to_input "
+              "(what deploykit bench times through Predictor.run)")
+
+
+@dataclass
+class EdgeBenchSettings:
+    target: str  # "local" or ssh://USER@HOST[:PORT]
+    profile: Optional[str] = None
+    runtime: Optional[str] = None
+    threads: Optional[list[int]] = None  # None: 1 on a device; the profile's cores (capped to this machine) locally
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    formats: Optional[list[str]] = None
+    identity: Optional[Path] = None
+    known_hosts: Optional[Path] = None
+    trust_new_host: bool = False
+    python: str = "python3"
+    samples: int = 256
+    min_time_s: float = protocol.DEFAULT_MIN_TIME_S
+    warmup_s: float = protocol.DEFAULT_WARMUP_S
+    window_s: float = protocol.DEFAULT_WINDOW_S
+    max_windows: int = protocol.DEFAULT_MAX_WINDOWS
+    tolerance: float = protocol.DEFAULT_TOLERANCE
+
+    def __post_init__(self):
+        if self.threads is not None and (not self.threads or any(t < 1 for t in self.threads)):
+            raise UsageError(f"thread counts must be integers ≥ 1, got {self.threads}")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UsageError(f"batch sizes must be integers ≥ 1, got {self.batch_sizes}")
+        if self.min_time_s <= 0 or self.warmup_s < 0 or self.window_s <= 0:
+            raise UsageError("--min-time must be > 0 and --warmup ≥ 0 seconds")
+        if self.samples < 1:
+            raise UsageError("--samples must be ≥ 1")
+
+    @property
+    def local(self) -> bool:
+        return self.target == "local"
+
+    @property
+    def max_time_s(self) -> float:
+        return max(10.0, 20.0 * self.min_time_s)
+
+    def protocol_settings(self) -> dict:
+        return {"warmup_s": self.warmup_s, "min_time_s": self.min_time_s, "window_s": self.window_s,
+                "max_windows": self.max_windows, "tolerance": self.tolerance, "max_time_s": self.max_time_s}
+
+
+def pinned_cores(cores_wanted: int) -> list[int]:
+    """The first min(cores_wanted, available) cores this process may run on."""
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    return available[: max(1, min(cores_wanted, len(available)))]
+
+
+def emulation_label(cpu_model: str) -> str:
+    return f"emulated on {cpu_model}, not a device measurement"
+
+
+def machine_from_facts(facts: dict, first_state: dict, last_state: dict) -> MachineInfo:
+    """The device's facts as the results schema's MachineInfo; clock/temperature/throttling in `extra`."""
+    rt = facts.get("runtime") or {}
+    return MachineInfo(
+        hostname=facts.get("hostname") or "unknown", cpu_model=facts.get("cpu_model") or "unknown",
+        cores_logical=int(facts.get("cores_logical") or 1), memory_bytes=facts.get("memory_bytes"),
+        os=facts.get("os") or "unknown", python=facts.get("python") or "unknown", board=facts.get("board"),
+        extra={"arch": facts.get("arch"), "numpy": facts.get("numpy"), "runtime": rt,
+               "cpu_governor": facts.get("cpu_governor"), "cpu_max_hz": facts.get("cpu_max_hz"),
+               "edgetpu_library": facts.get("edgetpu_library"), "state_before": first_state,
+               "state_after": last_state, "throttled": _throttled(first_state) or _throttled(last_state)})
+
+
+def _throttled(state: Optional[dict]) -> bool:
+    return bool(state and state.get("throttled_now"))
+
+
+def throttle_notes(states: list[tuple[str, dict]]) -> list[str]:
+    """Notes that make a throttled run visible: firmware throttling flags, or the clock falling."""
+    notes = []
+    flagged = [(what, s) for what, s in states if s.get("throttled_flags")]
+    if flagged:
+        what, s = flagged[-1]
+        notes.append(f"THROTTLING reported by the device ({what}): {', '.join(s['throttled_flags'])} "
+                     f"({s.get('throttled')}); figures measured while throttled are slower than the device's best")
+    clocks = [s.get("arm_clock_hz") for _, s in states if s.get("arm_clock_hz")]
+    temps = [s.get("temp_c") for _, s in states if s.get("temp_c") is not None]
+    if clocks and temps:
+        notes.append(f"CPU clock {min(clocks) / 1e6:,.0f}–{max(clocks) / 1e6:,.0f} MHz, temperature "
+                     f"{min(temps):.1f}–{max(temps):.1f} °C during the run")
+    return notes
+
+
+def _records_for(manifest, art, result, compat, *, target, emulated, label, settings, threads, batch_sizes) -> list[BenchRecord]:
+    entry = art.entry
+    rt = result.get("runtime") or {}
+    load = result.get("load") or {}
+    base = dict(
+        target=target, emulated=emulated, label=label, model=manifest.model,
+        dataset=manifest.dataset.name if manifest.dataset else None, format=entry.format,
+        runtime=rt.get("package") or "unknown", runtime_version=rt.get("version"),
+        device="edgetpu" if load.get("edgetpu") else "cpu", artifact_bytes=entry.bytes, accuracy=entry.accuracy,
+        max_abs_diff=compat.get("max_abs_diff"), top1_agreement=compat.get("top1_agreement"), compat=compat,
+    )
+    common_extra = {"timed": TIMED_CALL, "state_before": result.get("state_before"),
+                    "state_after": result.get("state_after"), "pinned_cpus": result.get("pinned_cpus"),
+                    "xnnpack": load.get("xnnpack"), "parity": "measured where it ran, vs the framework model's reference outputs",
+                    "fixed_batch": result.get("fixed_batch")}
+    if not load.get("ok"):
+        status = "unavailable" if compat["verdict"] == "unavailable" else "failed"
+        return [BenchRecord(**base, threads=threads[0], batch=batch_sizes[0], status=status,
+                            reason=compat.get("reason"), extra=common_extra)]
+    records = []
+    for run in result.get("runs", []):
+        if "error" in run:
+            records.append(BenchRecord(**base, threads=run["threads"], batch=batch_sizes[0], status="failed",
+                                       reason=f"reloading with {run['threads']} threads failed: {run['error'][:300]}",
+                                       extra=common_extra))
+            continue
+        m = run["measure"]
+        extra = dict(common_extra, **{k: m[k] for k in ("calls", "measured_s", "stop_reason", "window_calls",
+                                                         "warmup_calls", "clock", "clock_overhead_us", "tolerance",
+                                                         "min_time_s", "protocol_version")})
+        records.append(BenchRecord(
+            **base, threads=run["threads"], batch=run["batch"], status="ok", load_ms=run["load_ms"],
+            first_inference_ms=run["first_inference_ms"], latency=LatencyStats(**m["latency"]),
+            throughput_sps=run["batch"] * m["calls_per_s"], peak_rss_bytes=result.get("peak_rss_bytes"),
+            warmup_s=m["warmup_s"], window_s=m["window_s"], windows=m["windows"],
+            window_p50s_us=m["window_p50s_us"], stable=m["stable"], extra=extra))
+    return records
+
+
+def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None) -> ResultsFile:
+    notes: list[str] = []
+    profile = get_profile(settings.profile) if settings.profile else None
+    note = reporter.note if reporter else (lambda msg: None)
+    if settings.local:
+        if profile is None:
+            raise UsageError("--target local emulates a device: name it with --profile (e.g. --profile rpi4)")
+        cpus = pinned_cores(profile.cores)
+        threads = settings.threads or [len(cpus)]
+        if len(cpus) < profile.cores:
+            notes.append(f"{profile.name} has {profile.cores} cores; {len(cpus)} available here: pinned to cores "
+                         f"{','.join(map(str, cpus))}" + ("" if settings.threads else f", {len(cpus)} thread(s)"))
+        if settings.runtime:
+            spec = parse_runtime_spec(settings.runtime)
+            env = ensure_runtime_env(spec, reporter=reporter)
+            transport, runtime = LocalTransport(env.python), str(spec)
+        else:  # deploykit's own LiteRT: today's runtime
+            transport, runtime = LocalTransport(sys.executable), "ai-edge-litert"
+    else:
+        target = parse_ssh_target(settings.target)
+        cpus = None
+        threads = settings.threads or [1]
+        if settings.runtime and "==" in settings.runtime:
+            parse_runtime_spec(settings.runtime)  # a usage error here, not on the device
+        runtime = settings.runtime
+        transport = SSHTransport(target, identity=settings.identity, known_hosts=settings.known_hosts,
+                                 trust_new_host=settings.trust_new_host, python=settings.python, notify=note)
+
+    model_dirs, more = resolve_models(paths)
+    notes += more
+    plans = []
+    for model_dir in model_dirs:
+        manifest = ModelManifest.read(model_dir)
+        entries, left_out = tflite_entries(manifest, settings.formats)
+        notes += left_out
+        if entries:
+            reference = load_reference(model_dir, manifest, settings.samples)
+            plans.append((manifest, prepare_artifacts(model_dir, manifest, entries, reference), reference))
+    if not plans:
+        raise UsageError(f"no TFLite artifacts in {', '.join(paths)}")
+    prepared = [a for _, arts, _ in plans for a in arts]
+
+    per_run = len(threads) * len(settings.batch_sizes) * (settings.max_time_s + 5)
+    if reporter:
+        reporter.stage(f"edge bench on {transport.where}", total=len(prepared))
+    try:
+        session = asyncio.run(run_session(
+            transport, prepared, mode="bench", runtime=runtime, threads=threads, batch_sizes=settings.batch_sizes,
+            cpus=cpus, protocol_settings=settings.protocol_settings(), run_timeout_s=LOAD_ALLOWANCE_S + per_run,
+            progress=(lambda msg: reporter.advance(msg) if reporter else None)))
+    finally:
+        if reporter:
+            reporter.done()
+
+    facts = session.facts
+    results = session.results
+    states = [("start", session.state)] + [(f"{r['format']} {w}", r.get(f"state_{w}") or {})
+                                           for r in results for w in ("before", "after")]
+    machine = machine_from_facts(facts, session.state, states[-1][1])
+    if settings.local:
+        label, target_name, emulated = emulation_label(machine.cpu_model), f"emulated:{profile.name}", True
+        machine.extra["emulates"] = profile.model_dump()
+        notes.insert(0, f"{label}: {profile.title} emulated by running its runtime with its thread count on "
+                        f"pinned cores of this machine; its latency on the device will differ")
+    else:
+        label, target_name, emulated = None, f"edge:{target.host}", False
+        if profile:
+            machine.extra["profile"] = profile.name
+    notes += throttle_notes(states)
+
+    records: list[BenchRecord] = []
+    position = 0
+    for manifest, arts, reference in plans:
+        mine = results[position: position + len(arts)]
+        position += len(arts)
+        loads = [a.entry.format for a, r in zip(arts, mine) if (r.get("load") or {}).get("ok")]
+        for art, result in zip(arts, mine):
+            compat, _ = verdict(art.entry, art.info, result, reference, loads, where=f"{transport.where}")
+            records += _records_for(manifest, art, result, compat, target=target_name, emulated=emulated, label=label,
+                                    settings=settings, threads=threads, batch_sizes=settings.batch_sizes)
+    unstable = [f"{r.format} b{r.batch} t{r.threads}" for r in records if r.status == "ok" and not r.stable]
+    if unstable:
+        notes.append(f"windows did not agree within {settings.tolerance:.0%} (figures kept, stable=false): "
+                     + ", ".join(unstable))
+    s = asdict(settings)
+    s.update(identity=str(settings.identity) if settings.identity else None,
+             known_hosts=str(settings.known_hosts) if settings.known_hosts else None,
+             threads=threads, cpus=cpus, runtime=runtime, timed=TIMED_CALL, max_time_s=settings.max_time_s,
+             protocol_version=protocol.PROTOCOL_VERSION, isolation="one runner process per artifact")
+    return ResultsFile(kind="edge-bench", machine=machine, settings=s, notes=notes, records=records,
+                       manifests=[str(d) for d in model_dirs])

@@ -1,0 +1,115 @@
+"""One runner session: copy the runner and the measurement protocol, read the device's facts, then
+check or measure each artifact in its own runner process, and bring the results back.
+
+One process per artifact (as `deploykit bench` does): a runtime that crashes on one artifact takes
+down that process only, and each artifact gets its own peak-memory figure.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from deploykit.errors import RuntimeUnavailable
+from deploykit.manifest import ArtifactEntry
+from deploykit.edge import runner as runner_module
+from deploykit.edge.tflite_file import TfliteInfo
+from deploykit.edge.transport import DeviceRunError, RunResult, Transport
+
+__all__ = ["PreparedArtifact", "SessionResult", "run_session", "runner_files", "FACTS_TIMEOUT_S"]
+
+FACTS_TIMEOUT_S = 180.0  # Python + numpy + runtime import on a slow board, cold caches
+LOAD_ALLOWANCE_S = 240.0  # import, load, probe and the parity run on a slow board
+
+
+@dataclass
+class PreparedArtifact:
+    entry: ArtifactEntry
+    path: Path  # verified against the manifest's sha256
+    info: TfliteInfo
+    tensor: np.ndarray  # reference inputs mapped with deploykit.runtimes.base.to_input
+
+    def remote_name(self, i: int) -> str:
+        """The file's name keeps its ending: the runner picks the Edge TPU delegate by `_edgetpu.tflite`."""
+        return f"artifact-{i}-{self.path.name}"
+
+
+@dataclass
+class SessionResult:
+    facts: dict
+    state: dict
+    results: list[dict] = field(default_factory=list)  # runner results, in the order of the artifacts
+
+
+def runner_files() -> list[Path]:
+    """What goes to the device: the runner and the measurement protocol it imports as `protocol`."""
+    from deploykit.bench import protocol
+
+    return [Path(runner_module.__file__), Path(protocol.__file__)]
+
+
+def _check_run(transport: Transport, res: RunResult, doing: str) -> None:
+    if res.signal:
+        raise DeviceRunError(f"the runner on {transport.where} was killed by signal {res.signal} while {doing}; "
+                             "no results written")
+    if res.returncode == runner_module.EXIT_MISSING:
+        line = res.last_line().removeprefix(runner_module.MISSING_PREFIX).strip()
+        raise RuntimeUnavailable(f"{transport.where} lacks what the runner needs: {line}")
+    if res.returncode == 127:
+        raise RuntimeUnavailable(f"{transport.where} has no Python to run the runner ({res.last_line()[:200]}); "
+                                 "install python3 or pass --python PATH")
+    if res.returncode != 0:
+        raise DeviceRunError(f"the runner failed on {transport.where} while {doing} (exit {res.returncode}): "
+                             f"{res.last_line()[:300] or 'no error output'}")
+
+
+def _npy(a: np.ndarray) -> bytes:
+    f = io.BytesIO()
+    np.save(f, np.ascontiguousarray(a), allow_pickle=False)
+    return f.getvalue()
+
+
+async def run_session(
+    transport: Transport,
+    artifacts: list[PreparedArtifact],
+    *,
+    mode: str,
+    runtime: Optional[str] = None,
+    threads: Optional[list[int]] = None,
+    batch_sizes: Optional[list[int]] = None,
+    cpus: Optional[list[int]] = None,
+    protocol_settings: Optional[dict] = None,
+    run_timeout_s: float = LOAD_ALLOWANCE_S,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> SessionResult:
+    """Run the runner for every artifact on `transport`; raise (and leave nothing half-done on the
+    host) when the device lacks something or the session breaks."""
+    await transport.start()
+    try:
+        for f in runner_files():
+            await transport.put(f, f.name)
+        job = {"mode": "facts", "out": "facts.json", "runtime": runtime}
+        await transport.put_bytes(json.dumps(job).encode(), "job-facts.json")
+        _check_run(transport, await transport.run(["runner.py", "job-facts.json"], FACTS_TIMEOUT_S), "reading device facts")
+        first = json.loads(await transport.get_bytes("facts.json"))
+        session = SessionResult(facts=first["facts"], state=first["state"])
+        for i, art in enumerate(artifacts):
+            await transport.put(art.path, art.remote_name(i))
+            await transport.put_bytes(_npy(art.tensor), f"input-{i}.npy")
+            job = {"mode": mode, "out": f"result-{i}.json", "runtime": runtime, "cpus": cpus,
+                   "threads": threads, "batch_sizes": batch_sizes, "protocol": protocol_settings or {},
+                   "artifact": {"format": art.entry.format, "path": art.remote_name(i), "input": f"input-{i}.npy",
+                                "ops": art.info.as_job_ops()}}
+            await transport.put_bytes(json.dumps(job).encode(), f"job-{i}.json")
+            res = await transport.run(["runner.py", f"job-{i}.json"], run_timeout_s)
+            _check_run(transport, res, f"{'measuring' if mode == 'bench' else 'checking'} {art.entry.format}")
+            session.results.append(json.loads(await transport.get_bytes(f"result-{i}.json")))
+            progress(f"{art.entry.format}: {'loads' if (session.results[-1].get('load') or {}).get('ok') else 'does not load'}")
+        return session
+    finally:
+        await transport.close()
