@@ -226,7 +226,8 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
     machine = machine_from_facts(facts, session.state, states[-1][1])
     if settings.local:
         label, target_name, emulated = emulation_label(machine.cpu_model), f"emulated:{profile.name}", True
-        machine.extra["emulates"] = profile.model_dump()
+        machine.extra["emulates"] = {"profile": profile.name, "title": profile.title, "cpu": profile.cpu,
+                                     "cores": profile.cores, "clock_ghz": profile.clock_ghz}
         notes.insert(0, f"{label}: {profile.title} emulated by running its runtime with its thread count on "
                         f"pinned cores of this machine; its latency on the device will differ")
     else:

@@ -123,11 +123,11 @@ def verdict(entry: ArtifactEntry, info: TfliteInfo, result: dict, reference: Opt
         compat.update(verdict="unavailable", ok=None, reason=load["unavailable"])
         return compat, None
     if not load.get("ok"):
-        compat.update(verdict="incompatible", ok=False, error=(load.get("error") or "")[:500],
+        # `reason` is the actionable message; the runtime's own words are kept as `runtime_error`.
+        compat.update(verdict="incompatible", ok=False, runtime_error=(load.get("error") or "")[:500],
                       lacking_ops=load.get("lacking_ops") or [],
                       ways_out=ways_out(entry, info, runtime, load.get("lacking_ops") or [], loadable_formats),
-                      message=actionable_message(entry, info, runtime, load, converter, loadable_formats))
-        compat["reason"] = compat["message"]
+                      reason=actionable_message(entry, info, runtime, load, converter, loadable_formats))
         return compat, None
     probs = from_output(decode_array(result["outputs"]), entry.output)
     bar = entry.parity
