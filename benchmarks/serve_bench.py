@@ -163,7 +163,8 @@ def find_model(arg: str | None) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="model folder with an `onnx` artifact (default: models/mnist/torch-mlp)")
-    ap.add_argument("--duration", type=float, default=10, help="seconds per measurement (default 10)")
+    ap.add_argument("--duration", type=float, default=5, help="seconds per measurement (default 5)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are compared (default 3)")
     ap.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring (default 3)")
     ap.add_argument("--server-cores", default="1", help="taskset cores for the servers (default 1)")
     ap.add_argument("--client-cores", default="0", help="taskset cores for wrk (default 0)")
@@ -204,43 +205,55 @@ def main() -> int:
                                    "--arg", f"model={model_dir}", "--arg", "format=onnx",
                                    "--arg", f"workers={args.workers}"],
     }
-    results: dict[str, dict] = {}
     stack = uvicorn_stack()
-    print(f"model {manifest.model} ({onnx_path}), servers on cores {args.server_cores}, wrk on cores "
-          f"{args.client_cores}, {args.duration:.0f} s per level after {args.warmup:.0f} s warm-up; "
-          f"both servers: {stack}", flush=True)
-    for name, make_cmd in servers.items():
-        port = free_port()
-        log = open(tmp / f"{name}.log", "w")
-        proc = subprocess.Popen(["taskset", "-c", args.server_cores, *make_cmd(port)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_ready(base + "/readyz", proc)
-            answer, headers = post(base + "/predict", body.read_bytes())
-            label = answer["predictions"][0]["label"]
-            wrk(base + "/predict", max(levels), args.warmup, args.client_cores, script, body)
-            results[name] = {"label": label, "inference_header": headers.get("x-inference-time-us")}
+    print(f"model {manifest.model} ({onnx_path}); both servers up, pinned to cores {args.server_cores}; wrk on cores "
+          f"{args.client_cores}; {args.rounds} interleaved rounds of {args.duration:.0f} s per server and level, "
+          f"after {args.warmup:.0f} s warm-up each; both: {stack}", flush=True)
+    procs: dict[str, subprocess.Popen] = {}
+    bases: dict[str, str] = {}
+    results: dict[str, dict] = {}
+    try:
+        for name, make_cmd in servers.items():  # both up at once; the idle one costs nothing measurable
+            port = free_port()
+            log = open(tmp / f"{name}.log", "w")
+            procs[name] = subprocess.Popen(["taskset", "-c", args.server_cores, *make_cmd(port)], stdout=log,
+                                           stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+            bases[name] = f"http://127.0.0.1:{port}"
+        for name in servers:
+            wait_ready(bases[name] + "/readyz", procs[name])
+            answer, headers = post(bases[name] + "/predict", body.read_bytes())
+            results[name] = {"label": answer["predictions"][0]["label"],
+                             "inference_header": headers.get("x-inference-time-us"),
+                             **{c: [] for c in levels}}
+            wrk(bases[name] + "/predict", max(levels), args.warmup, args.client_cores, script, body)
+        for rnd in range(args.rounds):
+            order = list(servers) if rnd % 2 == 0 else list(reversed(servers))  # alternate who goes first
             for c in levels:
-                r = wrk(base + "/predict", c, args.duration, args.client_cores, script, body)
-                results[name][c] = r
-                print(f"  {name:9s} c={c:<3d} {r['rps']:8.0f} req/s  p50 {r['p50_us'] / 1e3:6.2f} ms  "
-                      f"p99 {r['p99_us'] / 1e3:6.2f} ms  errors {r['errors']}", flush=True)
-        finally:
+                for name in order:
+                    r = wrk(bases[name] + "/predict", c, args.duration, args.client_cores, script, body)
+                    results[name][c].append(r)
+                    print(f"  round {rnd + 1} {name:9s} c={c:<3d} {r['rps']:8.0f} req/s  p50 {r['p50_us'] / 1e3:6.2f} ms  "
+                          f"p99 {r['p99_us'] / 1e3:6.2f} ms  errors {r['errors']}", flush=True)
+    finally:
+        for proc in procs.values():
             stop(proc)
-            log.close()
+
+    def median(name: str, c: int, key: str) -> float:
+        return float(np.median([r[key] for r in results[name][c]]))
 
     a, d = results["anchor"], results["deploykit"]
     lo, hi = min(levels), max(levels)
-    p50_ratio = d[lo]["p50_us"] / a[lo]["p50_us"]
-    rps_ratio = d[hi]["rps"] / a[hi]["rps"]
-    errors = sum(results[s][c]["errors"] for s in results for c in levels)
-    print()
-    print(f"{'server':10s} {'c=' + str(lo) + ' p50':>10s} {'p99':>9s} {'req/s':>8s} | {'c=' + str(hi) + ' req/s':>11s} {'p99':>9s} {'errors':>7s}")
+    p50_ratio = median("deploykit", lo, "p50_us") / median("anchor", lo, "p50_us")
+    rps_ratio = median("deploykit", hi, "rps") / median("anchor", hi, "rps")
+    errors = sum(r["errors"] for s in results for c in levels for r in results[s][c])
+    print(f"\nmedians over {args.rounds} rounds")
+    print(f"{'server':10s} {'c=' + str(lo) + ' p50':>10s} {'p99':>9s} {'req/s':>8s} | {'c=' + str(hi) + ' req/s':>11s} "
+          f"{'p50':>9s} {'p99':>9s} {'errors':>7s}")
     for s in results:
-        r1, r2 = results[s][lo], results[s][hi]
-        print(f"{s:10s} {r1['p50_us'] / 1e3:8.2f}ms {r1['p99_us'] / 1e3:7.2f}ms {r1['rps']:8.0f} | "
-              f"{r2['rps']:11.0f} {r2['p99_us'] / 1e3:7.2f}ms {r1['errors'] + r2['errors']:7d}")
+        errs = sum(r["errors"] for c in levels for r in results[s][c])
+        print(f"{s:10s} {median(s, lo, 'p50_us') / 1e3:8.2f}ms {median(s, lo, 'p99_us') / 1e3:7.2f}ms "
+              f"{median(s, lo, 'rps'):8.0f} | {median(s, hi, 'rps'):11.0f} {median(s, hi, 'p50_us') / 1e3:7.2f}ms "
+              f"{median(s, hi, 'p99_us') / 1e3:7.2f}ms {errs:7d}")
     checks = [
         (f"deploykit p50 at c={lo} / anchor", p50_ratio, "≤ 2.0", p50_ratio <= 2.0),
         (f"deploykit req/s at c={hi} / anchor", rps_ratio, "≥ 1.0", rps_ratio >= 1.0),
