@@ -347,15 +347,26 @@ def probe_missing_ops(runtime, model, ops, first_error):
 
     The runtime stops at the first op it cannot resolve. To find the rest, patch that opcode's version
     field in a copy of the model (in place, as flatbuffers' generated `mutate_version` does; the host
-    sends each field's byte offset from its parse of the schema) down to a version the runtime knows,
-    and load again. Only interpreter construction (op resolution) runs on a patched model: it is never
-    allocated or invoked. Returns [{op, version, runtime_max_version}] plus the kind of a final error
-    that patching cannot get past (a custom op, an op the runtime has no code for)."""
+    sends each field's byte offset from its parse of the schema) to the highest version the runtime
+    resolves, and load again. That version is found by bisection: TFLite's op resolvers register each
+    builtin for a contiguous range of versions from 1. Only interpreter construction (op resolution)
+    runs on a patched model: it is never allocated or invoked.
+    Returns [{op, version, runtime_max_version}]; a custom op, or an op the runtime has no code for,
+    ends the list (patching cannot get past those)."""
     buf = bytearray(model)
     lacking = []
     error = first_error
-    probes = 0
-    while error and probes < MAX_PROBES:
+    probes = [0]
+
+    def resolves(entries, name, version):
+        for entry in entries:
+            struct.pack_into("<i", buf, entry["version_offset"], version)
+        probes[0] += 1
+        _, err = _construct(runtime, bytes(buf), None, None)
+        again = parse_load_error(err or "")
+        return not (again["kind"] == "missing-op" and again["op"] == name and again["version"] == version), err
+
+    while error and probes[0] < MAX_PROBES:
         info = parse_load_error(error)
         if info["kind"] == "custom-op":
             lacking.append({"op": info["op"], "custom": True, "runtime_max_version": None})
@@ -374,19 +385,20 @@ def probe_missing_ops(runtime, model, ops, first_error):
         lacking.append(record)
         if not entries:
             break
-        next_error = None
-        for lower in range(info["version"] - 1, 0, -1):
-            for entry in entries:
-                struct.pack_into("<i", buf, entry["version_offset"], lower)
-            probes += 1
-            _, next_error = _construct(runtime, bytes(buf), None, None)
-            again = parse_load_error(next_error or "")
-            if not (again["kind"] == "missing-op" and again["op"] == info["op"] and again["version"] == lower):
-                record["runtime_max_version"] = lower
-                break
-            if probes >= MAX_PROBES:
-                break
-        error = next_error if record["runtime_max_version"] is not None else None
+        lo, hi, best, best_error = 1, info["version"] - 1, None, None
+        while lo <= hi and probes[0] < MAX_PROBES:
+            mid = (lo + hi) // 2
+            ok, err = resolves(entries, info["op"], mid)
+            if ok:
+                best, best_error, lo = mid, err, mid + 1
+            else:
+                hi = mid - 1
+        if best is None:
+            break
+        for entry in entries:  # leave the copy at the best version: its load error is the next op's
+            struct.pack_into("<i", buf, entry["version_offset"], best)
+        record["runtime_max_version"] = best
+        error = best_error
     return lacking
 
 
