@@ -171,6 +171,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="deploykit workers (default 1, like the anchor)")
     ap.add_argument("--concurrency", default="1,32", help="wrk connections to measure (default 1,32)")
     ap.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    ap.add_argument("--lean", action="store_true",
+                    help="also measure deploykit with bentoml_http_metrics=false (reported, not part of the targets)")
     ap.add_argument("--anchor-server", nargs=2, metavar=("MODEL_PATH", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.anchor_server:
@@ -205,6 +207,8 @@ def main() -> int:
                                    "--arg", f"model={model_dir}", "--arg", "format=onnx",
                                    "--arg", f"workers={args.workers}"],
     }
+    if args.lean:  # the same service with BentoML's per-request HTTP metrics off (deploykit's stay)
+        servers["dk-lean"] = lambda port: servers["deploykit"](port) + ["--arg", "bentoml_http_metrics=false"]
     stack = uvicorn_stack()
     print(f"model {manifest.model} ({onnx_path}); both servers up, pinned to cores {args.server_cores}; wrk on cores "
           f"{args.client_cores}; {args.rounds} interleaved rounds of {args.duration:.0f} s per server and level, "
@@ -260,6 +264,10 @@ def main() -> int:
         ("errors (both servers, all levels)", errors, "= 0", errors == 0),
         ("same label from both servers", float(a["label"] == d["label"]), "= 1", a["label"] == d["label"]),
     ]
+    if "dk-lean" in results:
+        print(f"\n  (dk-lean, BentoML HTTP metrics off: p50 c={lo} / anchor "
+              f"{median('dk-lean', lo, 'p50_us') / median('anchor', lo, 'p50_us'):.2f}, req/s c={hi} / anchor "
+              f"{median('dk-lean', hi, 'rps') / median('anchor', hi, 'rps'):.2f}; not a target)")
     print()
     for what, value, target, ok in checks:
         print(f"  {what:40s} {value:8.2f}  target {target:6s} {'PASS' if ok else 'FAIL'}")

@@ -6,6 +6,7 @@ Routes (BentoML itself serves /livez, /readyz, /metrics and the docs UI at /):
                            image/jpeg body) → predictions; ``?invert=auto|always|never``
 - ``GET /info``            model, format, runtime, state and limits
 - ``GET /docs.json``       BentoML's OpenAPI document plus these routes (the docs UI reads it)
+- ``GET /metrics``         only when BentoML's is off (``bentoml_http_metrics=false``): the same registry
 
 Every answer is JSON. Client errors are 4xx with ``{"error": {"code", "message"}}`` (a few hundred
 bytes at most); overload and not-ready are 503 with Retry-After. Successful answers carry
@@ -100,6 +101,8 @@ class ServingApp:
             Route("/info", _Endpoint(self.info), methods=["GET"]),
             # Shadows BentoML's /docs.json (the mount is matched first) to add these routes to it.
             Route("/docs.json", _Endpoint(self.openapi), methods=["GET"]),
+            # Reached only when BentoML's own /metrics route is off (bentoml_http_metrics=false).
+            Route("/metrics", _Endpoint(self.prometheus), methods=["GET"]),
         ])
 
     def attach(self, engine: Engine, settings: ServeSettings) -> None:
@@ -163,6 +166,13 @@ class ServingApp:
 
         base = self.extra_openapi() if self.extra_openapi else {}
         return Response(_encoder.encode(merged_spec(base)), media_type=_JSON)
+
+    async def prometheus(self, request: Request) -> Response:
+        import anyio
+        from bentoml._internal.container import BentoMLContainer
+
+        client = BentoMLContainer.metrics_client.get()  # the same multiprocess registry BentoML exports
+        return Response(await anyio.to_thread.run_sync(client.generate_latest), media_type=client.CONTENT_TYPE_LATEST)
 
     # -- helpers ------------------------------------------------------------------------------------
     def _serving(self) -> tuple[Engine, ServeSettings]:
