@@ -150,6 +150,7 @@ def formats_cmd():
 
 # -- subcommands: each lives next to the code it drives and keeps heavy imports inside its body.
 # (helpers: add your registration line directly below this marker)
+__import__("deploykit.bench.loadtest", fromlist=["register"]).register(app)  # loadtest, loadtest-worker
 app.add_typer(__import__("deploykit.edge.cli", fromlist=["edge_app"]).edge_app, name="edge")
 app.command("serve")(__import__("deploykit.serving.command", fromlist=["serve_cmd"]).serve_cmd)
 app.command("report")(__import__("deploykit.report.cli", fromlist=["report_cmd"]).report_cmd)

@@ -1,0 +1,227 @@
+"""The Locust side of the load test: the user that sends requests, and the per-process controller.
+
+Imported only inside the load engine's process (deploykit.bench.load_engine): importing Locust
+monkeypatches the standard library with gevent, which must not happen to the CLI or to pytest.
+
+Every load-generating process (the single local process, or each distributed worker) holds one
+`LoadProcess`. The coordinator drives it through the same five calls, directly in local mode and via
+Locust custom messages in distributed mode: configure → (Locust spawns the users) → go → begin → end.
+
+- Closed loop: each user is one connection sending its next request as soon as the last answer
+  arrives (no think time).
+- Open loop: one dispatcher greenlet per process releases request slots at their scheduled times into
+  a queue; free users take them. When every user is busy (a stalled server), slots wait in the queue
+  and are sent late; each is timed from its scheduled time, so the stall shows in the latency.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gevent
+from gevent.queue import Empty, Queue
+from locust import FastHttpUser, constant, task
+
+from deploykit.bench.load_record import ArrivalSchedule, StepRecorder
+
+__all__ = ["LoadUser", "LoadProcess", "RequestConfig", "PROCESS", "MESSAGES"]
+
+# Custom Locust message types (master ↔ workers).
+MESSAGES = {"step": "dk_step", "go": "dk_go", "begin": "dk_begin", "end": "dk_end", "result": "dk_result"}
+_IDLE_S = 0.05  # how often an idle user looks for work (between steps)
+_SPIN_NS = 2_000_000
+_now = time.perf_counter_ns
+
+
+@dataclass
+class RequestConfig:
+    path: str
+    headers: dict
+    bodies: list
+    server_time_header: Optional[str]
+
+
+class _Step:
+    def __init__(self, step_id: int, spec: dict, hard_stop_s: float):
+        self.id = step_id
+        self.mode = spec["mode"]
+        self.spec = spec
+        self.recorder = StepRecorder(self.mode)
+        self.queue: Queue = Queue()
+        self.schedule: Optional[ArrivalSchedule] = None
+        self.dispatcher: Optional[gevent.Greenlet] = None
+        self.active = True
+        self.hard_stop_ns = _now() + int(hard_stop_s * 1e9)  # bound on a step whose end never arrives
+
+
+class LoadProcess:
+    """One load-generating process's state (one instance per process: `PROCESS`)."""
+
+    def __init__(self):
+        self.request: Optional[RequestConfig] = None
+        self.step: Optional[_Step] = None
+        self.index = 0
+        self.processes = 1
+        self.seed = 0
+        self._users_started = 0
+        self._cpu_at_begin = 0.0
+
+    def next_user_offset(self) -> int:
+        self._users_started += 1
+        return self._users_started * 7919  # users start at different bodies
+
+    def configure(self, data: dict) -> None:
+        """A new step: request settings, step spec, this process's index; the old step stops."""
+        self.stop_step()
+        req = data["request"]
+        self.request = RequestConfig(req["path"], dict(req["headers"]), list(req["bodies"]), req["server_time_header"])
+        LoadUser.network_timeout = LoadUser.connection_timeout = float(req["timeout_s"])
+        self.index, self.processes, self.seed = int(data["index"]), int(data["processes"]), int(data["seed"])
+        self.step = _Step(int(data["step_id"]), data["step"], hard_stop_s=float(data["hard_stop_s"]))
+
+    def go(self, rate_rps: float) -> None:
+        """Open loop: start releasing this process's share of the rate (0: this process has no users)."""
+        step = self.step
+        if step is None or step.mode != "open" or rate_rps <= 0:
+            return
+        step.schedule = ArrivalSchedule(_now(), rate_rps, step.spec.get("arrival") or "constant",
+                                        seed=self.seed * 1_000_003 + self.index * 1009 + step.id,
+                                        phase=self.index / max(self.processes, 1))
+        step.dispatcher = gevent.spawn(_dispatch, step)
+
+    def begin(self) -> None:
+        if self.step is not None:
+            self._cpu_at_begin = _cpu_seconds()
+            self.step.recorder.begin(_now())
+
+    def end(self, drain_s: float) -> dict:
+        """Close the window; in open loop wait (at most drain_s) for slots scheduled inside it. → snapshot."""
+        step = self.step
+        if step is None:
+            return StepRecorder("closed").snapshot()
+        end_ns, cpu_at_end = _now(), _cpu_seconds()
+        step.recorder.end(end_ns)
+        if step.recorder.begin_ns is not None:
+            window_s = (end_ns - step.recorder.begin_ns) / 1e9
+            step.recorder.cpu_busy = round((cpu_at_end - self._cpu_at_begin) / window_s, 3) if window_s > 0 else None
+        if step.mode == "open" and step.schedule is not None:
+            step.schedule.close(end_ns)
+            deadline = end_ns + int(drain_s * 1e9)
+            while _now() < deadline and (step.schedule.peek() is not None or step.recorder.in_flight_in_window > 0):
+                gevent.sleep(0.01)
+            step.recorder.give_up(unsent=step.schedule.remaining())
+        step.active = False
+        step.recorder.final = True
+        snapshot = step.recorder.snapshot()
+        if step.dispatcher is not None:
+            step.dispatcher.kill(block=False)
+        return snapshot
+
+    def stop_step(self) -> None:
+        if self.step is not None:
+            self.step.active = False
+            if self.step.dispatcher is not None:
+                self.step.dispatcher.kill(block=False)
+
+
+PROCESS = LoadProcess()
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _dispatch(step: _Step) -> None:
+    """Release each slot into the queue at its scheduled time (late slots at once: catching up)."""
+    schedule = step.schedule
+    while step.active and _now() < step.hard_stop_ns:
+        t = schedule.peek()
+        if t is None:
+            return
+        _sleep_until(t)
+        t = schedule.next_slot()  # None if the window closed while we slept
+        if t is None:
+            return
+        step.recorder.slot_taken(t)
+        step.queue.put(t)
+
+
+def _sleep_until(t_ns: int) -> None:
+    """Wake at t_ns to within microseconds. gevent's timers wake up to ~1 ms late (epoll's timeout is
+    in whole ms), which would add up to 1 ms to every open-loop latency; so sleep coarsely to 2 ms
+    before, then yield to the other greenlets (users keep sending and receiving) until the time comes.
+    The cost is CPU time while waiting: pin the load generator to its own core (--cpu-affinity)."""
+    coarse = t_ns - _SPIN_NS - _now()
+    if coarse > 0:
+        gevent.sleep(coarse / 1e9)
+    while _now() < t_ns:
+        gevent.sleep(0)
+
+
+class LoadUser(FastHttpUser):
+    """One connection. Request bodies are encoded beforehand; only sending and timing happen here."""
+
+    wait_time = constant(0)
+    concurrency = 1  # one request at a time: a user is one connection
+    max_retries = 0
+
+    def on_start(self) -> None:
+        self._n = PROCESS.next_user_offset()
+
+    @task
+    def send(self) -> None:
+        step, req = PROCESS.step, PROCESS.request
+        if step is None or not step.active or req is None or _now() >= step.hard_stop_ns:
+            gevent.sleep(_IDLE_S)
+            return
+        intended = None
+        if step.mode == "open":
+            try:
+                intended = step.queue.get(timeout=_IDLE_S)
+            except Empty:
+                return
+        self._n += 1
+        body = req.bodies[self._n % len(req.bodies)]
+        sent = _now()
+        resp = self.client.request("POST", req.path, data=body, headers=req.headers, name=req.path)
+        done = _now()
+        status = resp.status_code or 0
+        error = None
+        if not status:
+            error = type(getattr(resp, "error", None)).__name__ if getattr(resp, "error", None) else "no answer"
+        server_us = None
+        if req.server_time_header and status and resp.headers is not None:
+            raw = resp.headers.get(req.server_time_header)
+            try:
+                server_us = float(raw) if raw is not None else None
+            except ValueError:
+                server_us = None
+        step.recorder.record(intended, sent, done, status, error, server_us)
+
+
+def register_worker_messages(runner) -> None:
+    """Distributed worker: drive PROCESS from the master's messages; answer `end` with the snapshot."""
+
+    def on_step(environment, msg, **_):
+        PROCESS.configure(msg.data)
+
+    def on_go(environment, msg, **_):
+        PROCESS.go(float(msg.data["rate_rps"]))
+
+    def on_begin(environment, msg, **_):
+        PROCESS.begin()
+
+    def on_end(environment, msg, **_):
+        snapshot = PROCESS.end(float(msg.data["drain_s"]))
+        snapshot.update(step_id=msg.data["step_id"], users=runner.user_count)
+        runner.send_message(MESSAGES["result"], snapshot)
+
+    runner.register_message(MESSAGES["step"], on_step)
+    runner.register_message(MESSAGES["go"], on_go)
+    runner.register_message(MESSAGES["begin"], on_begin)
+    # concurrent: the open-loop drain waits, and the worker must keep handling messages meanwhile
+    runner.register_message(MESSAGES["end"], on_end, concurrent=True)
