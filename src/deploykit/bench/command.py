@@ -39,8 +39,10 @@ def bench_cmd(
     )
     results, per_model = run_bench(model_dirs, settings, reporter=RichReporter())
     # Off a terminal (CI logs, pipes) rich assumes 80 columns, which would cut every cell: widen there.
-    width = None if console.is_terminal else max(console.width, 160)
-    console.print(bench_table(results, title=f"bench on {device} ({results.machine.cpu_model})"), width=width)
+    from rich.console import Console
+
+    table_console = console if console.is_terminal else Console(width=max(console.width, 170), highlight=False)
+    table_console.print(bench_table(results, title=f"bench on {device} ({results.machine.cpu_model})"))
     for note in results.notes:
         console.print(f"[dim]note:[/dim] {note}", soft_wrap=True)
     written = [results.write(out)]

@@ -24,6 +24,7 @@ this machine), which `fastest_format` reads — `deploykit serve --format auto` 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -262,8 +263,7 @@ def measure_artifact(job: BenchJob, *, isolation: str = "in process") -> BenchRe
                 for chunk in chunks:
                     predictor.run(chunk)
         else:
-            def call():
-                return predictor.run(tensor)
+            call = functools.partial(predictor.run, tensor)  # C-level binding: no Python frame added to the call
         # GPU runtimes: wait for the device inside the timed region (run() copies to host already; this
         # keeps the figure right for any runtime whose run() returns early). On CPU it is a no-op.
         sync = predictor.synchronize if job.device != "cpu" else None
