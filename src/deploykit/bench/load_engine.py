@@ -101,7 +101,8 @@ class _MasterCoordinator:
     """Locust master: drives workers with custom messages and collects their snapshots."""
 
     def __init__(self, env: Environment, spec: LoadSpec):
-        host, port = parse_host_port(spec.master_bind or "127.0.0.1:0", "--master-bind")
+        # local workers only: loopback and a free port (0 asks ZeroMQ for one)
+        host, port = parse_host_port(spec.master_bind, "--master-bind") if spec.master_bind else ("127.0.0.1", 0)
         self.runner = env.create_master_runner(master_bind_host=host, master_bind_port=port)
         self.port = self.runner.server.port
         self.results: dict[int, dict[str, dict]] = {}

@@ -1,0 +1,209 @@
+"""`deploykit loadtest` against a real HTTP server this module starts on a loopback port.
+
+The server (stdlib ThreadingHTTPServer, in a thread) answers like deploykit's endpoint, with a known
+server-time header, and has routes that fail, omit the header, or stall. The load engine is the real
+one (Locust in its own process); results are read back from the files it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from deploykit.bench.loadtest import build_spec, run_loadtest
+from deploykit.results import read_results
+
+SERVER_US = 1234  # what the server reports in X-Inference-Time-Us
+STALL_PERIOD_S, STALL_S = 1.0, 0.3  # /stall: every second, nothing is answered for 300 ms
+CLI = [sys.executable, "-m", "deploykit"]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else delayed ACKs add 40 ms to every answer
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status: int, body: bytes = b'{"ok": true}', header: bool = True):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if header and status == 200:
+            self.send_header("X-Inference-Time-Us", str(SERVER_US))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        path = self.path.split("?")[0]
+        with self.server.lock:
+            self.server.counts[path] += 1
+        ctype = self.headers.get("Content-Type", "")
+        if path == "/predict":
+            ok = ctype == "application/json" and len(json.loads(body)["inputs"][0]) == 28
+            return self._answer(200 if ok else 400)
+        if path == "/predict_image":
+            ok = ctype.startswith("multipart/form-data") and b'name="image"' in body and b"\x89PNG" in body
+            return self._answer(200 if ok else 415)
+        if path == "/fail":
+            return self._answer(503, b'{"error": "overloaded"}')
+        if path == "/noheader":
+            return self._answer(200, header=False)
+        if path == "/stall":
+            phase = (time.monotonic() - self.server.t0) % STALL_PERIOD_S
+            if phase < STALL_S:
+                time.sleep(STALL_S - phase)
+            return self._answer(200)
+        self._answer(404)
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.lock, httpd.counts, httpd.t0 = threading.Lock(), Counter(), time.monotonic()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _url(server, path):
+    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+
+def _cli(*args, timeout=120):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"})  # the table on one line per step
+
+
+def test_closed_and_open_loop_through_the_cli(server, tmp_path):
+    out = tmp_path / "lt.json"
+    cpu = min(os.sched_getaffinity(0))
+    r = _cli("loadtest", _url(server, "/predict"), "-c", "1,4", "--rate", "100", "--connections", "8",
+             "--duration", "2s", "--warmup", "0.5s", "--cpu-affinity", str(cpu), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    res = read_results(out)  # schema-valid
+    assert res.kind == "loadtest" and res.url == _url(server, "/predict") and res.machine.cores_logical >= 1
+    assert [(s.mode, s.concurrency, s.rate_rps, s.corrected) for s in res.steps] == [
+        ("closed", 1, None, False), ("closed", 4, None, False), ("open", 8, 100.0, True)]
+    for step in res.steps:
+        assert step.errors == 0 and step.errors_by_status == {}
+        assert step.requests > 0 and step.latency.samples == step.requests
+        assert step.duration_s == pytest.approx(2.0, rel=0.1) and step.warmup_s == 0.5
+        lat = step.latency
+        assert 0 < lat.min_us <= lat.p50_us <= lat.p90_us <= lat.p99_us <= lat.p999_us <= lat.max_us
+        assert step.server_time.samples == step.requests
+        assert step.server_time.p50_us == pytest.approx(SERVER_US, rel=1e-3)  # the header, next to the client view
+        assert lat.p50_us > 50  # a real round trip, in µs, not whole ms
+    closed1 = res.steps[0]
+    assert closed1.throughput_rps == pytest.approx(closed1.requests / closed1.duration_s, rel=0.05)
+    assert res.steps[2].throughput_rps == pytest.approx(100, rel=0.15)  # the open loop holds its rate
+    assert res.steps[2].requests == pytest.approx(200, abs=3)  # 100/s × 2 s, counted by scheduled time
+    assert any(f"pinned to CPU(s) {cpu}" in n for n in res.notes)
+    assert any("corrected" in n and "uncorrected" in n for n in res.notes)
+    assert res.settings["engine"] == "locust FastHttpUser" and res.settings["generator_cpus"] == [cpu]
+    assert "closed c=4" in r.stdout and "open* 100/s" in r.stdout  # the table
+
+
+def test_image_payload_and_missing_server_header(server, tmp_path):
+    spec = build_spec(_url(server, "/predict_image"), concurrency="2", duration="1s", warmup="0.2s", payload="image")
+    step = run_loadtest(spec).results.steps[0]
+    assert step.requests > 0 and step.errors == 0  # the server checked each multipart PNG
+    spec = build_spec(_url(server, "/noheader"), concurrency="1", duration="1s", warmup="0s")
+    res = run_loadtest(spec).results
+    assert res.steps[0].errors == 0 and res.steps[0].server_time is None
+    assert any("had no X-Inference-Time-Us header" in n for n in res.notes)
+
+
+def test_only_errors_still_writes_results_with_counts(server, tmp_path):
+    out = tmp_path / "fail.json"
+    r = _cli("loadtest", _url(server, "/fail"), "-c", "2", "--duration", "1s", "--warmup", "0s", "--out", str(out))
+    assert r.returncode == 1 and "all" in r.stderr and "failed" in r.stderr
+    step = read_results(out).steps[0]
+    assert step.requests > 0 and step.errors == step.requests and step.errors_by_status == {"503": step.requests}
+    assert step.latency is None and step.server_time is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["http://127.0.0.1:{free}/predict"], "cannot reach 127.0.0.1:{free}"),
+    (["{url}", "--duration", "30 parsecs"], "--duration '30 parsecs'"),
+    (["{url}", "-c", "1,four"], "--concurrency '1,four'"),
+    (["not a url"], "URL 'not a url'"),
+])
+def test_bad_input_is_one_line_and_exit_2(server, args, message, port):
+    args = [a.format(free=port, url=_url(server, "/predict")) for a in args]
+    r = _cli("loadtest", *args, "--duration" if "--duration" not in args else "--warmup", "1s", timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and message.format(free=port) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_open_loop_corrects_coordinated_omission(server):
+    """Every second the server stops answering for 300 ms. A closed loop sends nothing while its
+    requests wait, so only the few requests in flight see the stall: its p99 stays fast. The open
+    loop keeps scheduling 200 requests/s; the ~60 per stall wait up to 300 ms from their scheduled
+    time, about 30 % of all requests: p99 shows the stall. Timed from their actual (late) send, the
+    same requests look fast again: that is the figure a closed-loop tool would report."""
+    spec = build_spec(_url(server, "/stall"), concurrency="2", rate="200", connections=2, duration="3s", warmup="0.5s")
+    run = run_loadtest(spec)
+    closed, open_ = run.results.steps
+    assert closed.errors == 0 and open_.errors == 0
+    assert closed.latency.max_us >= 0.8 * STALL_S * 1e6  # the stall happened while the closed loop ran...
+    assert closed.latency.p99_us < 0.5 * STALL_S * 1e6  # ...and its p99 hides it
+    assert open_.corrected and open_.latency.p99_us >= 0.6 * STALL_S * 1e6  # the open loop's p99 shows it
+    assert open_.latency.p90_us >= 0.2 * STALL_S * 1e6
+    assert open_.requests == pytest.approx(600, abs=5)  # every scheduled request counted, none omitted
+    from deploykit.bench import load_hdr
+
+    uncorrected = load_hdr.latency_stats(load_hdr.decode(run.raw["steps"][1]["uncorrected"]))
+    assert uncorrected.samples == open_.latency.samples
+    assert uncorrected.p99_us < 0.5 * open_.latency.p99_us  # from the actual send: under-reported
+
+
+def test_distributed_mode_merges_worker_histograms(server):
+    before = server.counts["/predict"]
+    spec = build_spec(_url(server, "/predict"), concurrency="4", rate="150", connections=4, duration="2s",
+                      warmup="0.5s", workers=2)
+    run = run_loadtest(spec)
+    served = server.counts["/predict"] - before
+    for step, raw in zip(run.results.steps, run.raw["steps"]):
+        procs = raw["processes"]
+        assert len(procs) == 2 and all(p["requests"] > 0 for p in procs) and not raw["missing_processes"]
+        assert step.requests == sum(p["requests"] for p in procs)  # request count = sum over workers
+        assert step.latency.samples == sum(p["latency_samples"] for p in procs) == step.requests
+        assert sum(p["users"] for p in procs) == step.concurrency
+    assert run.results.steps[1].requests == pytest.approx(300, abs=4)  # 150/s × 2 s, split across workers
+    assert sum(s.requests for s in run.results.steps) <= served  # never more than the server answered
+    assert any("merged from 2 workers" in n for n in run.results.notes)
+
+
+def test_remote_style_worker_joins_a_master_bound_on_loopback(server, tmp_path, port):
+    """The documented multi-machine setup, on one machine: a master bound to HOST:PORT waiting for
+    one worker, and `deploykit loadtest-worker --master HOST:PORT` started separately."""
+    master_port = port
+    out = tmp_path / "dist.json"
+    master = subprocess.Popen([*CLI, "loadtest", _url(server, "/predict"), "-c", "2", "--duration", "1s",
+                               "--warmup", "0.2s", "--master-bind", f"127.0.0.1:{master_port}", "--expect-workers", "1",
+                               "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen([*CLI, "loadtest-worker", "--master", f"127.0.0.1:{master_port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = master.communicate(timeout=90)
+        assert master.returncode == 0, err
+        assert worker.wait(timeout=30) == 0  # the worker leaves when the master is done
+    finally:
+        for p in (master, worker):
+            if p.poll() is None:
+                p.kill()
+    step = read_results(out).steps[0]
+    assert step.requests > 0 and step.errors == 0 and step.latency.samples == step.requests
