@@ -6,7 +6,7 @@ variables), on free loopback ports, in parallel, once for this module.
 |-------------|------------------|-------------|----------------------------------------------|
 | onnxruntime | torch-mlp        | onnx        | deploykit serve --config (small limits)      |
 | litert      | keras-sequential | tflite-fp32 | bentoml serve --arg                          |
-| tensorflow  | keras-sequential | savedmodel  | bentoml serve --arg (3 s warm-up, queue 32)  |
+| tensorflow  | keras-sequential | savedmodel  | bentoml serve --arg (3 s warm-up, small queue) |
 | torch       | torch-mlp        | torchscript | bentoml serve, DEPLOYKIT_* environment       |
 """
 
@@ -51,7 +51,7 @@ def servers(mnist_models, tmp_path_factory):
                              ports["onnxruntime"], mnist_models / model, fmt, logs))
         for name in ("litert", "tensorflow"):
             model, fmt = SERVERS[name]
-            extra = {"warmup_s": 3, "max_queue": 32} if name == "tensorflow" else {}
+            extra = {"warmup_s": 3, "max_queue": 32, "max_concurrency": 6} if name == "tensorflow" else {}
             started.append(start(name, bentoml_serve_cmd(ports[name], {"model": mnist_models / model, "format": fmt, **extra}),
                                  ports[name], mnist_models / model, fmt, logs))
         model, fmt = SERVERS["torch"]
@@ -225,6 +225,8 @@ def test_overload_is_503_with_retry_after_and_the_server_recovers(servers, clien
     refused = [r for r in answers if r.status_code == 503]
     assert refused, "24 concurrent requests of 16 images never overflowed a queue of 32 images"
     assert all(r.headers.get("retry-after") == "1" and r.json()["error"]["code"] == "overloaded" for r in refused)
+    assert all(("queue full" in m or "requests in progress" in m) for m in (r.json()["error"]["message"] for r in refused))
+    assert all(len(r.content) <= 300 for r in refused)
     assert any(r.status_code == 200 for r in answers)
     ok = client.post(server.url + "/predict", json=body)  # load gone: served again
     assert ok.status_code == 200

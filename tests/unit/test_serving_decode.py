@@ -188,3 +188,31 @@ def test_border_rule():
     assert not border_is_light(_digit() / 255.0)
     assert border_is_light(1 - _digit() / 255.0)
     assert border_is_light(np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_damaged_files_are_always_a_client_error(fmt):
+    """Seeded mutations of a valid file: truncation, flipped bytes, garbage spliced in. Whatever Pillow
+    raises inside, the answer is a BadRequest (4xx) or a valid 28×28 image, never another exception."""
+    rng = np.random.default_rng(1)
+    good = _encode(Image.fromarray(_digit()).resize((64, 64)), fmt)
+    outcomes = set()
+    for _ in range(300):
+        data = bytearray(good)
+        kind = rng.integers(3)
+        if kind == 0:
+            data = data[: rng.integers(1, len(data))]
+        elif kind == 1:
+            for i in rng.integers(0, len(data), rng.integers(1, 16)):
+                data[i] = rng.integers(256)
+        else:
+            i = rng.integers(0, len(data))
+            data[i:i] = rng.integers(0, 256, rng.integers(1, 64)).astype(np.uint8).tobytes()
+        try:
+            x = decode_image(bytes(data), max_pixels=10**6)
+            assert x.shape == (28, 28) and 0 <= x.min() and x.max() <= 1
+            outcomes.add("decoded")
+        except BadRequest as exc:
+            assert 400 <= exc.status < 500
+            outcomes.add(exc.code)
+    assert "corrupt_image" in outcomes or "unsupported_image" in outcomes

@@ -95,6 +95,7 @@ class ServingApp:
         self.settings: Optional[ServeSettings] = None
         self.metrics = ServingMetrics()
         self.extra_openapi = None  # callable returning BentoML's spec dict; set by the service
+        self._inflight = 0  # prediction requests in this worker's handlers, body reads included
         self.asgi = _MountedApp(routes=[
             Route("/predict", _Endpoint(self.predict), methods=["POST"]),
             Route("/predict_image", _Endpoint(self.predict_image), methods=["POST"]),
@@ -113,6 +114,7 @@ class ServingApp:
     # -- handlers -----------------------------------------------------------------------------------
     async def predict(self, request: Request) -> Response:
         start = time.perf_counter_ns()
+        self._inflight += 1
         try:
             engine, settings = self._serving()
             if _media_type(request) != _JSON:
@@ -122,9 +124,12 @@ class ServingApp:
             return await self._answer("predict", engine, x, start)
         except BadRequest as exc:
             return self._error("predict", exc)
+        finally:
+            self._inflight -= 1
 
     async def predict_image(self, request: Request) -> Response:
         start = time.perf_counter_ns()
+        self._inflight += 1
         try:
             engine, settings = self._serving()
             invert = request.query_params.get("invert", settings.invert)
@@ -143,6 +148,8 @@ class ServingApp:
             return await self._answer("predict_image", engine, x, start)
         except BadRequest as exc:
             return self._error("predict_image", exc)
+        finally:
+            self._inflight -= 1
 
     async def info(self, request: Request) -> Response:
         engine, settings = self.engine, self.settings
@@ -155,7 +162,8 @@ class ServingApp:
             "load_s": engine.load_s, "warmup_p50_ms": engine.warmup_p50_ms,
             "inline": engine.inline,
             "limits": {k: getattr(settings, k) for k in (
-                "max_batch_size", "max_latency_ms", "max_images", "max_body_bytes", "max_image_pixels", "max_queue")},
+                "max_batch_size", "max_latency_ms", "max_images", "max_body_bytes", "max_image_pixels", "max_queue",
+                "max_concurrency")},
             "invert": settings.invert, "threads": settings.threads, "device": settings.device,
             "headers": {"inference_time": INFERENCE_TIME_HEADER, "server_time": SERVER_TIME_HEADER},
         }
@@ -179,6 +187,9 @@ class ServingApp:
         if self.engine is None:
             raise Overloaded("server is starting; retry later")
         self.engine.check_ready()
+        if self._inflight > self.settings.max_concurrency:  # this request is counted already
+            raise Overloaded(f"{self._inflight - 1} requests in progress (limit {self.settings.max_concurrency}); retry later",
+                             self.settings.retry_after_s)
         return self.engine, self.settings
 
     async def _multipart_files(self, request: Request, settings: ServeSettings) -> list[bytes]:

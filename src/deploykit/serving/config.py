@@ -39,6 +39,9 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(4 << 20, ge=1024, description="largest request body")
     max_image_pixels: int = Field(16_000_000, ge=784, description="largest uploaded image (width × height)")
     max_queue: int = Field(1024, ge=1, description="images admitted per worker (queued + running); beyond: 503")
+    max_concurrency: int = Field(
+        128, ge=1, description="prediction requests in progress per worker, body reads included; beyond: 503 "
+                               "(bounds memory: at most this many bodies of max_body_bytes)")
     invert: Literal["auto", "always", "never"] = Field("auto", description="image polarity rule (see decode.py)")
     warmup_s: float = Field(0.5, ge=0, description="minimum warm-up time before the server reports ready")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503")

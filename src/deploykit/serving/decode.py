@@ -114,11 +114,16 @@ def decode_image(data: bytes, *, max_pixels: int, invert: Invert = "auto") -> np
 
     if not data:
         raise BadRequest(422, "corrupt_image", "empty image file")
+    # Pillow signals a malformed file with many exception types (OSError, ValueError, SyntaxError,
+    # struct.error, IndexError, EOFError, …, depending on the decoder and where the bytes go wrong).
+    # At this boundary every one of them means the same thing, a bad upload: a 4xx, not a 500.
     try:
         img = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:
         raise BadRequest(415, "unsupported_image", "not a PNG or JPEG image") from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise BadRequest(413, "image_too_large", str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - see above
         raise BadRequest(422, "corrupt_image", f"unreadable image: {exc}") from None
     if img.format not in _FORMATS:
         raise BadRequest(415, "unsupported_image", f"{img.format} images are not supported; send PNG or JPEG")
@@ -128,7 +133,7 @@ def decode_image(data: bytes, *, max_pixels: int, invert: Invert = "auto") -> np
     try:
         img.load()
         return image_to_canonical(img, invert=invert)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # noqa: BLE001 - see above
         raise BadRequest(422, "corrupt_image", f"unreadable {img.format} image: {exc}") from None
 
 

@@ -34,7 +34,8 @@ from deploykit.serving.errors import NotReady, Overloaded
 
 __all__ = ["Engine", "ModelInfo", "INLINE_MAX_MS", "RESULT_DTYPE"]
 
-logger = logging.getLogger("deploykit.serving")
+# A child of BentoML's logger, so that its server log configuration shows these lines with its own.
+logger = logging.getLogger("bentoml.deploykit")
 
 INLINE_MAX_MS = 1.0  # warm-up p50 per call below this: run inline on the event loop
 WARMUP_MIN_CALLS = 20
