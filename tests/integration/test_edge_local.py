@@ -55,6 +55,6 @@ def test_default_local_runtime_is_deploykits_litert(mnist_models, tmp_path):
                      "--samples", "50", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     records = read_results(out).records
-    assert [(r.runtime, r.threads, r.batch) for r in records] == [("ai-edge-litert", 1, 1), ("ai-edge-litert", 1, 8)]
+    assert [(r.runtime, r.threads, r.batch) for r in records] == [("litert", 1, 1), ("litert", 1, 8)]
     assert all(r.target == "emulated:rpi5" and r.compat["verdict"] == "compatible" for r in records)
     assert records[1].throughput_sps > 0

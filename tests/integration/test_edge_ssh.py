@@ -279,6 +279,28 @@ def _wait_for_runner(device: Device, timeout=120.0):
     raise AssertionError("the runner never started on the device")
 
 
+def test_a_runtime_crash_is_that_artifacts_result(device, mnist_models, tmp_path):
+    """SIGSEGV is how an old runtime dies on a model it mishandles: that artifact is recorded as
+    incompatible (crashed) and the others are still measured."""
+    out = tmp_path / "edge.json"
+    proc = edge_bench(device, mnist_models / "keras-cnn", out, wait=False, min_time="3", formats="tflite-fp32,tflite-int8")
+    try:
+        runner = _wait_for_runner(device)
+        time.sleep(0.5)
+        runner.send_signal(signal.SIGSEGV)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    records = {r.format: r for r in read_results(out).records}
+    crashed = records["tflite-fp32"]
+    assert crashed.status == "failed" and crashed.compat["verdict"] == "incompatible"
+    assert "the runtime crashed (signal SEGV) while measuring tflite-fp32" in crashed.reason
+    assert records["tflite-int8"].status == "ok" and records["tflite-int8"].latency.samples > 0
+
+
 @pytest.mark.parametrize("how", ["kill-runner", "drop-connection"])
 def test_interrupted_run_leaves_no_results(device, mnist_models, tmp_path, how):
     out = tmp_path / "edge.json"

@@ -27,7 +27,7 @@ from deploykit.errors import UsageError
 from deploykit.manifest import ModelManifest
 from deploykit.results import BenchRecord, LatencyStats, MachineInfo, ResultsFile
 from deploykit.bench import protocol
-from deploykit.edge.compat import verdict
+from deploykit.edge.compat import runtime_name, verdict
 from deploykit.edge.envs import ensure_runtime_env, parse_runtime_spec
 from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
 from deploykit.edge.profiles import get_profile
@@ -133,7 +133,7 @@ def _records_for(manifest, art, result, compat, *, target, emulated, label, sett
     base = dict(
         target=target, emulated=emulated, label=label, model=manifest.model,
         dataset=manifest.dataset.name if manifest.dataset else None, format=entry.format,
-        runtime=rt.get("package") or "unknown", runtime_version=rt.get("version"),
+        runtime=runtime_name(rt.get("package")), runtime_version=rt.get("version"),
         device="edgetpu" if load.get("edgetpu") else "cpu", artifact_bytes=entry.bytes, accuracy=entry.accuracy,
         max_abs_diff=compat.get("max_abs_diff"), top1_agreement=compat.get("top1_agreement"), compat=compat,
     )

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from deploykit.errors import RuntimeUnavailable
 from deploykit.manifest import ModelManifest
 from deploykit.results import BenchRecord, ResultsFile, machine_info
-from deploykit.edge.compat import static_verdict, verdict
+from deploykit.edge.compat import runtime_name, static_verdict, verdict
 from deploykit.edge.envs import RuntimeSpec, ensure_runtime_env, parse_runtime_spec
 from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
 from deploykit.edge.profiles import DeviceProfile, get_profile
@@ -66,7 +65,7 @@ def _record(manifest: ModelManifest, entry, *, target: str, spec: RuntimeSpec, s
     status = "ok" if ok else "unavailable" if compat["verdict"] in ("unavailable", "unknown") else "failed"
     return BenchRecord(
         target=target, label=label, model=manifest.model, dataset=manifest.dataset.name if manifest.dataset else None,
-        format=entry.format, runtime=spec.package, runtime_version=spec.version, device="cpu", threads=None,
+        format=entry.format, runtime=runtime_name(spec.package), runtime_version=spec.version, device="cpu", threads=None,
         batch=samples, status=status, reason=None if ok else compat.get("reason"), artifact_bytes=entry.bytes,
         accuracy=entry.accuracy, max_abs_diff=compat.get("max_abs_diff"), top1_agreement=compat.get("top1_agreement"),
         compat=compat, extra=extra)

@@ -19,7 +19,8 @@ from deploykit.runtimes.base import from_output
 from deploykit.validate import parity
 from deploykit.edge.tflite_file import TfliteInfo, version_tuple
 
-__all__ = ["decode_array", "verdict", "static_verdict", "actionable_message", "ways_out", "runtime_label"]
+__all__ = ["decode_array", "verdict", "static_verdict", "actionable_message", "ways_out", "runtime_label",
+           "runtime_name"]
 
 # Converter settings that avoid a specific new op version, each seen working here: a TensorFlow 2.21
 # conversion with the setting loads in tflite-runtime 2.14.0. Keyed by (format, op, version).
@@ -30,6 +31,15 @@ _CONVERTER_REMEDIES = {
 }
 # Runtimes whose version numbers are TensorFlow's (so they compare with the file's min_runtime_version).
 _TF_NUMBERED = ("tflite-runtime", "tensorflow")
+
+
+# pip package → deploykit's runtime registry name (deploykit.runtimes.RUNTIMES), so that records of
+# `edge bench` and `deploykit bench` name the same runtime the same way in a report.
+_REGISTRY_NAMES = {"ai-edge-litert": "litert", "tflite-runtime": "tflite-runtime", "tensorflow": "tensorflow"}
+
+
+def runtime_name(package: Optional[str]) -> str:
+    return _REGISTRY_NAMES.get(package or "", package or "unknown")
 
 
 def decode_array(b64: str) -> np.ndarray:
@@ -85,7 +95,10 @@ def actionable_message(entry: ArtifactEntry, info: TfliteInfo, runtime: dict, lo
         what = f"it uses {'; '.join(_op_text(op) for op in lacking)}"
     else:
         what = (load.get("error") or "unknown error").splitlines()[0][:300]
-    parts = [f"{entry.format} does not load in {rt}: {what}."]
+    if load.get("kind") == "crash":
+        parts = [f"{entry.format} in {rt}: {what}."]
+    else:
+        parts = [f"{entry.format} does not load in {rt}: {what}."]
     made = f"Converted by {converter}" if converter else "Converter version not recorded in the manifest"
     if info.min_runtime_version:
         made += f"; the file records that it needs TFLite ≥ {info.min_runtime_version}"

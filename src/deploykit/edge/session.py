@@ -21,7 +21,7 @@ from deploykit.edge import runner as runner_module
 from deploykit.edge.tflite_file import TfliteInfo
 from deploykit.edge.transport import DeviceRunError, RunResult, Transport
 
-__all__ = ["PreparedArtifact", "SessionResult", "run_session", "runner_files", "FACTS_TIMEOUT_S"]
+__all__ = ["PreparedArtifact", "SessionResult", "run_session", "runner_files", "FACTS_TIMEOUT_S", "CRASH_SIGNALS"]
 
 FACTS_TIMEOUT_S = 180.0  # Python + numpy + runtime import on a slow board, cold caches
 LOAD_ALLOWANCE_S = 240.0  # import, load, probe and the parity run on a slow board
@@ -51,6 +51,19 @@ def runner_files() -> list[Path]:
     from deploykit.bench import protocol
 
     return [Path(runner_module.__file__), Path(protocol.__file__)]
+
+
+# Signals a process raises on itself when native code fails (a runtime crashing on a model it does not
+# support): the artifact's result, not an interruption. Any other signal (KILL, TERM, HUP, INT) means the
+# run was stopped from outside, and the session ends with an error.
+CRASH_SIGNALS = ("SEGV", "ABRT", "BUS", "ILL", "FPE")
+
+
+def _crash_result(art: PreparedArtifact, res: RunResult, runtime: dict, doing: str) -> dict:
+    last = res.last_line()[:300]
+    return {"format": art.entry.format, "runtime": runtime, "crashed": res.signal,
+            "load": {"ok": False, "kind": "crash",
+                     "error": f"the runtime crashed (signal {res.signal}) while {doing}" + (f": {last}" if last else "")}}
 
 
 def _check_run(transport: Transport, res: RunResult, doing: str) -> None:
@@ -107,7 +120,12 @@ async def run_session(
                                 "ops": art.info.as_job_ops()}}
             await transport.put_bytes(json.dumps(job).encode(), f"job-{i}.json")
             res = await transport.run(["runner.py", f"job-{i}.json"], run_timeout_s)
-            _check_run(transport, res, f"{'measuring' if mode == 'bench' else 'checking'} {art.entry.format}")
+            doing = f"{'measuring' if mode == 'bench' else 'checking'} {art.entry.format}"
+            if res.signal in CRASH_SIGNALS:
+                session.results.append(_crash_result(art, res, session.facts.get("runtime") or {}, doing))
+                progress(f"{art.entry.format}: crashed")
+                continue
+            _check_run(transport, res, doing)
             session.results.append(json.loads(await transport.get_bytes(f"result-{i}.json")))
             progress(f"{art.entry.format}: {'loads' if (session.results[-1].get('load') or {}).get('ok') else 'does not load'}")
         return session
