@@ -118,7 +118,7 @@ def test_a_named_bench_file_must_exist_and_be_a_results_file(tmp_path):
 
 
 def test_a_named_format_must_exist_have_passed_and_have_its_runtime(tmp_path):
-    assert choose_format(tmp_path, MANIFEST, "savedmodel").format == "savedmodel"
+    assert choose_format(tmp_path, MANIFEST, "onnx").reason == "asked for"
     with pytest.raises(UsageError, match="known: onnx, savedmodel, tflite-fp32, tflite-int8"):
         choose_format(tmp_path, MANIFEST, "torchscript")
     with pytest.raises(ManifestError, match="status 'failed'"):

@@ -81,7 +81,7 @@ class Engine:
         self._predictor = None
         self._dispatch = None
         self._pending = 0
-        self._dtype = _result_dtype(len(info.classes) or 10)
+        self._dtype = RESULT_DTYPE  # replaced after warm-up by the model's own output width
         self.on_batch = None  # optional callback(images, compute_us), e.g. metrics
 
     # -- state ------------------------------------------------------------------------------------
@@ -148,6 +148,8 @@ class Engine:
                 break
             if self.inline is False or len(times) % 50 == 0:
                 await asyncio.sleep(0)  # let liveness/readiness probes through meanwhile
+        # The answer's width is the model's, whatever the manifest lists as classes (it may list none).
+        self._dtype = _result_dtype(int(np.shape(self._predictor.predict(one))[1]))
         self.warmup_p50_ms = float(np.median(times[len(times) // 2:]) * 1e3)
         self.inline = self.warmup_p50_ms < INLINE_MAX_MS
         self._make_dispatcher()

@@ -57,24 +57,39 @@ def choose_format(model_dir: Path, manifest: ModelManifest, requested: str = "au
             raise RuntimeUnavailable(f"cannot serve {requested}: {why}")
         return Choice(requested, entry.runtime, "asked for")
 
-    candidates: dict[str, ArtifactEntry] = {}
+    passed = {entry.format: entry for entry in manifest.passed}
+    if not passed:
+        raise ManifestError(f"model {manifest.model} in {model_dir} has no artifact that passed validation")
+    # Runtimes are checked in order of preference and only until one is usable: checking imports the
+    # runtime's framework, and importing TensorFlow to rule out SavedModel would cost seconds.
     skipped: list[str] = []
-    for entry in manifest.passed:
-        ok, why = _runtime_ok(entry, device)
-        if ok:
-            candidates[entry.format] = entry
-        else:
-            skipped.append(f"{entry.format} ({why})")
-    if not candidates:
-        detail = f"; runtimes missing: {', '.join(skipped)}" if skipped else ""
-        raise ManifestError(f"model {manifest.model} in {model_dir} has no artifact that passed validation and can run on {device}{detail}")
 
-    from_bench = _fastest_benchmarked(model_dir, manifest, candidates, device, bench_results)
-    if from_bench is not None:
-        return from_bench
-    ranked = sorted(candidates, key=_auto_rank)
-    fmt = ranked[0]
-    return Choice(fmt, candidates[fmt].runtime, f"first passed format in the default order ({', '.join(ranked)}); no benchmark results")
+    def first_usable(ranked: list[str]) -> Optional[str]:
+        for fmt in ranked:
+            ok, why = _runtime_ok(passed[fmt], device)
+            if ok:
+                return fmt
+            skipped.append(f"{fmt} ({why})")
+        return None
+
+    bench = _benchmarked(model_dir, manifest, passed, device, bench_results)
+    if bench is not None:
+        path, records = bench
+        smallest = min(r.batch for r in records)
+        fastest = sorted((r for r in records if r.batch == smallest), key=lambda r: r.latency.p50_us)
+        fmt = first_usable(list(dict.fromkeys(r.format for r in fastest)))
+        if fmt is not None:
+            best = next(r for r in fastest if r.format == fmt)
+            return Choice(fmt, passed[fmt].runtime,
+                          f"fastest in {path} (p50 {best.latency.p50_us:.1f} µs at batch {smallest}, {best.runtime}, "
+                          f"{len({r.format for r in records})} formats measured)")
+    ranked = sorted(passed, key=_auto_rank)
+    fmt = first_usable(ranked)
+    if fmt is None:
+        raise ManifestError(f"model {manifest.model} in {model_dir} has no artifact that passed validation and can "
+                            f"run on {device}; runtimes missing: {', '.join(dict.fromkeys(skipped))}")
+    return Choice(fmt, passed[fmt].runtime, f"first passed format in the default order ({', '.join(ranked)}); "
+                                            f"no benchmark results")
 
 
 def _auto_rank(fmt: str) -> tuple[int, str]:
@@ -85,8 +100,9 @@ def _auto_rank(fmt: str) -> tuple[int, str]:
     return len(AUTO_ORDER), fmt
 
 
-def _fastest_benchmarked(model_dir: Path, manifest: ModelManifest, candidates: dict[str, ArtifactEntry],
-                         device: str, bench_results: Optional[Path]) -> Optional[Choice]:
+def _benchmarked(model_dir: Path, manifest: ModelManifest, passed: dict[str, ArtifactEntry], device: str,
+                 bench_results: Optional[Path]):
+    """(path, usable records) from the bench results file, or None when there is none or no record fits."""
     from deploykit.results import read_results
 
     path = Path(bench_results) if bench_results else Path(model_dir) / BENCH_FILE
@@ -97,11 +113,5 @@ def _fastest_benchmarked(model_dir: Path, manifest: ModelManifest, candidates: d
     results = read_results(path)  # not a results file → ManifestError naming it
     records = [r for r in results.records
                if r.status == "ok" and r.latency is not None and r.model == manifest.model
-               and r.format in candidates and r.device == device and not r.emulated]
-    if not records:
-        return None
-    smallest = min(r.batch for r in records)
-    best = min((r for r in records if r.batch == smallest), key=lambda r: r.latency.p50_us)
-    return Choice(best.format, candidates[best.format].runtime,
-                  f"fastest in {path} (p50 {best.latency.p50_us:.1f} µs at batch {smallest}, {best.runtime}, "
-                  f"{len({r.format for r in records})} formats measured)")
+               and r.format in passed and r.device == device and not r.emulated]
+    return (path, records) if records else None
