@@ -157,3 +157,15 @@ def test_worker_entry_point_reports_unavailable_device(tmp_path):
     record = BenchRecord.model_validate_json(out.read_text())
     assert record.status == "unavailable" and "CPU" in record.reason
     assert (record.artifact_bytes, record.accuracy, record.top1_agreement) == (1234, 0.9, 1.0)
+
+
+@pytest.mark.parametrize("out,needle", [("folder", "is a folder"), ("blocker/r.json", "not writable")])
+def test_unusable_out_fails_before_measuring(tmp_path, capsys, out, needle):
+    from deploykit.cli import main
+
+    d = _model_dir(tmp_path, "m1", [_entry("onnx")])
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    assert main(["bench", str(d), "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err

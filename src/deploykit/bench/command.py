@@ -25,13 +25,17 @@ def bench_cmd(
 ):
     """Time each artifact's runtime call in process: cold start, first inference, p50–p99.9, throughput, peak memory.
 
-    Every record runs in a fresh process (clean cold start and memory peak). Defaults (batch 1,8,32,
-    one thread, 0.5 s minimum per record) measure six models × their formats in a few minutes.
+    Every record runs in a fresh process (clean cold start and memory peak). The defaults (batch 1,8,32, one thread, 0.5 s minimum per record) measure six models × their formats in about four minutes on 2 cores.
     """
     from deploykit.bench.runtime import (BenchSettings, bench_table, parse_int_list, run_bench,
                                          write_model_bench_files)
     from deploykit.console import RichReporter, console, err_console
+    from deploykit.errors import UsageError
+    from deploykit.pipeline import check_out_dir
 
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'bench-results.json'}")
+    check_out_dir(out.parent)  # fail now, not after minutes of measuring
     settings = BenchSettings(
         formats=[f.strip() for f in formats.split(",") if f.strip()] if formats else None,
         batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), threads=parse_int_list(threads, "--threads"),
