@@ -6,7 +6,7 @@ variables), on free loopback ports, in parallel, once for this module.
 |-------------|------------------|-------------|----------------------------------------------|
 | onnxruntime | torch-mlp        | onnx        | deploykit serve --config (small limits)      |
 | litert      | keras-sequential | tflite-fp32 | bentoml serve --arg                          |
-| tensorflow  | keras-sequential | savedmodel  | bentoml serve --arg (3 s warm-up, small queue) |
+| tensorflow  | keras-sequential | savedmodel  | bentoml serve --arg (4 s warm-up, small queue) |
 | torch       | torch-mlp        | torchscript | bentoml serve, DEPLOYKIT_* environment       |
 """
 
@@ -51,7 +51,7 @@ def servers(mnist_models, tmp_path_factory):
                              ports["onnxruntime"], mnist_models / model, fmt, logs))
         for name in ("litert", "tensorflow"):
             model, fmt = SERVERS[name]
-            extra = {"warmup_s": 3, "max_queue": 32, "max_concurrency": 6} if name == "tensorflow" else {}
+            extra = {"warmup_s": 4, "max_queue": 32, "max_concurrency": 6} if name == "tensorflow" else {}
             started.append(start(name, bentoml_serve_cmd(ports[name], {"model": mnist_models / model, "format": fmt, **extra}),
                                  ports[name], mnist_models / model, fmt, logs))
         model, fmt = SERVERS["torch"]
@@ -234,7 +234,7 @@ def test_overload_is_503_with_retry_after_and_the_server_recovers(servers, clien
 
 def test_readiness_was_false_until_the_model_was_loaded_and_warm(servers, client):
     early = servers["tensorflow"].early
-    assert early, "liveness never answered before readiness (the 3 s warm-up should have shown it)"
+    assert early, "liveness never answered before readiness (the 4 s warm-up should have shown it)"
     assert early["readyz"] == 503
     assert early["predict"] == 503 and early["retry_after"] == "1"
     assert early["body"]["error"]["code"] == "not_ready"

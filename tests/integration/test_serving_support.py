@@ -54,15 +54,18 @@ def wait_all_ready(servers: list[Server], timeout_s: float = 240, watch: tuple[s
     /readyz and /predict answered the first time /livez answered (the model still loading)."""
     pending = {s.name: s for s in servers}
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=5) as client:
+    # Short timeouts for polling: until a worker serves, a connection waits in the listen backlog, and
+    # one such wait must not hold up the others. The watched server's answers get a long timeout:
+    # its worker may be busy importing a framework while it answers.
+    with httpx.Client(timeout=1) as client:
         while pending and time.monotonic() < deadline:
             for name, s in list(pending.items()):
                 if s.proc.poll() is not None:
                     raise RuntimeError(f"server {name} exited with {s.proc.returncode}:\n{s.output()[-3000:]}")
                 try:
                     if name in watch and not s.early and client.get(s.url + "/livez").status_code == 200:
-                        ready = client.get(s.url + "/readyz")
-                        pred = client.post(s.url + "/predict", json={"inputs": [[0.0] * 784]})
+                        ready = client.get(s.url + "/readyz", timeout=30)
+                        pred = client.post(s.url + "/predict", json={"inputs": [[0.0] * 784]}, timeout=30)
                         s.early = {"readyz": ready.status_code, "predict": pred.status_code,
                                    "retry_after": pred.headers.get("retry-after"), "body": pred.json()}
                     if client.get(s.url + "/readyz").status_code == 200:
