@@ -42,7 +42,7 @@ class TFLitePredictor(Predictor):
             self._batch = n
         self.interpreter.set_tensor(self._in["index"], tensor)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out).copy()
+        return self.interpreter.get_tensor(self._out)  # get_tensor already returns a copy
 
 
 class LiteRTRuntime(Runtime):
