@@ -248,9 +248,9 @@ def test_metrics_openapi_info_and_the_chosen_format_printed(servers, client):
     server = servers["onnxruntime"]
     _good(server, client)
     metrics = client.get(server.url + "/metrics").text
-    assert 'deploykit_requests_total{endpoint="predict",format="onnx",status="200"}' in metrics
-    assert 'deploykit_requests_total{endpoint="predict",format="onnx",status="422"}' in metrics
-    assert 'deploykit_request_duration_seconds_bucket{endpoint="predict",format="onnx"' in metrics
+    assert 'deploykit_request_duration_seconds_count{endpoint="predict",format="onnx",status="200"}' in metrics
+    assert 'deploykit_request_duration_seconds_count{endpoint="predict",format="onnx",status="422"}' in metrics
+    assert 'deploykit_request_duration_seconds_bucket{endpoint="predict",format="onnx",le="0.001",status="200"}' in metrics
     assert "deploykit_batch_images_bucket" in metrics
     assert 'bentoml_service_request_total{endpoint="/predict"' in metrics  # BentoML's own, kept
     spec = client.get(server.url + "/docs.json").json()

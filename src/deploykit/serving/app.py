@@ -123,7 +123,7 @@ class ServingApp:
             x = decode_json_batch(body, settings.max_images)
             return await self._answer("predict", engine, x, start)
         except BadRequest as exc:
-            return self._error("predict", exc)
+            return self._error("predict", exc, start)
         finally:
             self._inflight -= 1
 
@@ -147,7 +147,7 @@ class ServingApp:
             x = np.stack([decode_image(f, max_pixels=settings.max_image_pixels, invert=invert) for f in files])
             return await self._answer("predict_image", engine, x, start)
         except BadRequest as exc:
-            return self._error("predict_image", exc)
+            return self._error("predict_image", exc, start)
         finally:
             self._inflight -= 1
 
@@ -227,12 +227,12 @@ class ServingApp:
         body = _encoder.encode({"model": engine.info.model, "format": engine.info.format,
                                 "runtime": engine.info.runtime, "predictions": predictions})
         server_us = (time.perf_counter_ns() - start) / 1e3
-        self.metrics.observe(endpoint, engine.info.format, 200, server_us, compute_us)
+        self.metrics.observe(endpoint, engine.info.format, 200, server_us)
         return Response(body, media_type=_JSON, headers={
             INFERENCE_TIME_HEADER: f"{compute_us:.0f}", SERVER_TIME_HEADER: f"{server_us:.0f}"})
 
-    def _error(self, endpoint: str, exc: BadRequest) -> Response:
+    def _error(self, endpoint: str, exc: BadRequest, start: int) -> Response:
         fmt = self.engine.info.format if self.engine is not None else "none"
-        self.metrics.observe(endpoint, fmt, exc.status)
+        self.metrics.observe(endpoint, fmt, exc.status, (time.perf_counter_ns() - start) / 1e3)
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
         return Response(error_body(exc.code, exc.message), status_code=exc.status, media_type=_JSON, headers=headers)

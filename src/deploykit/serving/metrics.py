@@ -1,7 +1,8 @@
 """Prometheus metrics of the prediction endpoints, exported through BentoML's /metrics.
 
-- ``deploykit_requests_total{endpoint, format, status}``        requests answered, by HTTP status
-- ``deploykit_request_duration_seconds{endpoint, format}``      server time of successful requests
+- ``deploykit_request_duration_seconds{endpoint, format, status}``  server time of every answered
+  request; its ``_count`` is the request count by status (one metric, not a counter beside it: each
+  update is a locked write to a shared file in BentoML's multiprocess mode, a few µs per request)
 - ``deploykit_batch_images{format}``                            images per model call (adaptive batching)
 
 Created on first use inside a worker: BentoML sets PROMETHEUS_MULTIPROC_DIR in the worker after the
@@ -10,7 +11,7 @@ service module is imported, and prometheus_client must see it when a metric is c
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 __all__ = ["ServingMetrics", "LATENCY_BUCKETS_S"]
 
@@ -27,11 +28,9 @@ class ServingMetrics:
     def _make(self) -> None:
         import prometheus_client as prom
 
-        self.requests = prom.Counter("deploykit_requests_total", "Prediction requests answered, by HTTP status",
-                                     ["endpoint", "format", "status"])
         self.duration = prom.Histogram("deploykit_request_duration_seconds",
-                                       "Server time of successful prediction requests (body read to answer)",
-                                       ["endpoint", "format"], buckets=LATENCY_BUCKETS_S)
+                                       "Server time of prediction requests (body read to answer), by HTTP status",
+                                       ["endpoint", "format", "status"], buckets=LATENCY_BUCKETS_S)
         self.batch = prom.Histogram("deploykit_batch_images", "Images per model call (adaptive batching)",
                                     ["format"], buckets=BATCH_BUCKETS)
         self._made = True
@@ -43,13 +42,10 @@ class ServingMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def observe(self, endpoint: str, fmt: str, status: int, server_us: Optional[float] = None,
-                compute_us: Optional[float] = None) -> None:
+    def observe(self, endpoint: str, fmt: str, status: int, server_us: float) -> None:
         if not self._made:
             self._make()
-        self._child(self.requests, endpoint, fmt, str(status)).inc()
-        if server_us is not None:
-            self._child(self.duration, endpoint, fmt).observe(server_us / 1e6)
+        self._child(self.duration, endpoint, fmt, str(status)).observe(server_us / 1e6)
 
     def batch_observer(self, fmt: str) -> Callable[[int, float], None]:
         if not self._made:
