@@ -33,6 +33,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def setup(self):
+        with self.server.lock:
+            self.server.connections += 1
+        super().setup()
+
     def _answer(self, status: int, body: bytes = b'{"ok": true}', header: bool = True):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -58,6 +63,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(503, b'{"error": "overloaded"}')
         if path == "/noheader":
             return self._answer(200, header=False)
+        if path == "/close":  # answers, then closes: the client must reconnect for the next request
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", "2")
+            self.send_header("X-Inference-Time-Us", "7")
+            self.end_headers()
+            return self.wfile.write(b"{}")
+        if path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            return self.wfile.write(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
         if path == "/stall":
             phase = (time.monotonic() - self.server.t0) % STALL_PERIOD_S
             if phase < STALL_S:
@@ -70,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
-    httpd.lock, httpd.counts, httpd.t0 = threading.Lock(), Counter(), time.monotonic()
+    httpd.lock, httpd.counts, httpd.t0, httpd.connections = threading.Lock(), Counter(), time.monotonic(), 0
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -112,14 +130,47 @@ def test_closed_and_open_loop_through_the_cli(server, tmp_path):
     assert res.steps[2].requests == pytest.approx(200, abs=3)  # 100/s × 2 s, counted by scheduled time
     assert any(f"pinned to CPU(s) {cpu}" in n for n in res.notes)
     assert any("corrected" in n and "uncorrected" in n for n in res.notes)
-    assert res.settings["engine"] == "locust FastHttpUser" and res.settings["generator_cpus"] == [cpu]
+    assert res.settings["engine"].startswith("locust") and res.settings["generator_cpus"] == [cpu]
     assert "closed c=4" in r.stdout and "open* 100/s" in r.stdout  # the table
 
 
-def test_image_payload_and_missing_server_header(server, tmp_path):
-    spec = build_spec(_url(server, "/predict_image"), concurrency="2", duration="1s", warmup="0.2s", payload="image")
-    step = run_loadtest(spec).results.steps[0]
+def test_keep_alive_connections_are_reused(server):
+    before = server.connections
+    res = run_loadtest(build_spec(_url(server, "/predict"), concurrency="3", duration="1s", warmup="0.2s")).results
+    assert res.steps[0].requests > 100 and res.steps[0].errors == 0
+    assert server.connections - before <= 3 + 1  # one per user (+1: the reachability check), not one per request
+    assert "keep-alive HTTP/1.1 client" in res.settings["engine"]
+
+
+def test_raw_connection_against_a_real_server(server):
+    from deploykit.bench.load_client import RawConnection, encode_request
+
+    host, port = server.server_address
+    conn = RawConnection(host, port, timeout_s=5, header="x-inference-time-us")
+    req = lambda path: encode_request("POST", path, f"{host}:{port}", {"Content-Type": "application/json"},
+                                      json.dumps({"inputs": [[[0.0] * 28] * 28]}).encode())
+    before = server.connections
+    assert conn.request(req("/predict")) == (200, str(SERVER_US).encode())
+    assert conn.request(req("/fail")) == (503, None)  # an error answer; the header only comes with 200s
+    assert conn.request(req("/chunked")) == (200, None)
+    assert server.connections - before == 1
+    assert conn.request(req("/close")) == (200, b"7") and conn.sock is None  # the server said close
+    assert conn.request(req("/predict"))[0] == 200 and server.connections - before == 2
+    conn.sock.shutdown(2)  # a keep-alive connection that went away: retried once on a fresh one
+    assert conn.request(req("/predict"))[0] == 200 and server.connections - before == 3
+    conn.close()
+    with pytest.raises(ConnectionRefusedError):
+        RawConnection(host, 1, timeout_s=1).request(req("/predict"))
+
+
+def test_image_payload_through_fasthttp_and_missing_server_header(server, tmp_path):
+    spec = build_spec(_url(server, "/predict_image"), concurrency="2", duration="1s", warmup="0.2s", payload="image",
+                      client="fasthttp")
+    run = run_loadtest(spec)
+    step = run.results.steps[0]
     assert step.requests > 0 and step.errors == 0  # the server checked each multipart PNG
+    assert step.server_time.p50_us == pytest.approx(SERVER_US, rel=1e-3)
+    assert run.results.settings["engine"].startswith("locust FastHttpUser")
     spec = build_spec(_url(server, "/noheader"), concurrency="1", duration="1s", warmup="0s")
     res = run_loadtest(spec).results
     assert res.steps[0].errors == 0 and res.steps[0].server_time is None

@@ -97,3 +97,25 @@ def test_distributed_options():
 def test_bad_options(kwargs, option):
     with pytest.raises(UsageError, match=option):
         build_spec("http://127.0.0.1:1/p", **kwargs)
+
+
+def test_client_choice():
+    assert build_spec("http://127.0.0.1:1/p").client == "raw"
+    assert build_spec("https://127.0.0.1:1/p").client == "fasthttp"  # TLS: Locust's FastHttpSession
+    assert build_spec("http://127.0.0.1:1/p", client="fasthttp").client == "fasthttp"
+    with pytest.raises(UsageError, match="plain HTTP only"):
+        build_spec("https://127.0.0.1:1/p", client="raw")
+    with pytest.raises(UsageError, match="--client"):
+        build_spec("http://127.0.0.1:1/p", client="curl")
+
+
+def test_encoded_request_is_one_complete_http_11_request():
+    from deploykit.bench.load_client import encode_request
+
+    data = encode_request("POST", "/predict?x=1", "127.0.0.1:3000", {"Content-Type": "application/json",
+                                                                   "content-length": "999"}, b'{"inputs": []}')
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /predict?x=1 HTTP/1.1" and body == b'{"inputs": []}'
+    assert "Host: 127.0.0.1:3000" in lines and "Content-Length: 14" in lines and "Content-Type: application/json" in lines
+    assert not any(line.lower() == "content-length: 999" for line in lines)  # computed, never taken from the caller

@@ -206,7 +206,8 @@ def run(spec: LoadSpec, payload: dict) -> dict:
     coordinator = _MasterCoordinator(env, spec) if spec.distributed else _LocalCoordinator(env)
     request = {"path": (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
                "headers": {"Content-Type": payload["content_type"], "Accept-Encoding": "identity"},
-               "bodies": payload["bodies"], "server_time_header": spec.server_time_header, "timeout_s": spec.timeout_s}
+               "bodies": payload["bodies"], "server_time_header": spec.server_time_header, "timeout_s": spec.timeout_s,
+               "client": spec.client, "host": parts.hostname, "port": parts.port or (443 if parts.scheme == "https" else 80)}
     hard_stop_s = spec.warmup_s + spec.duration_s + spec.drain_s + _SPAWN_TIMEOUT_S + 60.0
     steps = []
     try:

@@ -70,6 +70,7 @@ class LoadSpec(_Model):
     warmup_s: float = Field(ge=0, le=MAX_STEP_SECONDS)
     drain_s: float = Field(10.0, ge=0, description="open loop: how long requests scheduled inside the window may still finish")
     payload: Literal["json", "image"] = "json"
+    client: Literal["raw", "fasthttp"] = Field("raw", description="raw: deploykit's keep-alive client (http only); fasthttp: Locust's FastHttpSession")
     model_dir: Optional[str] = None
     samples: int = Field(64, ge=1, le=10_000, description="distinct digits cycled through as request bodies")
     seed: int = 0

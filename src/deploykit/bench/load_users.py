@@ -23,8 +23,10 @@ from typing import Optional
 
 import gevent
 from gevent.queue import Empty, Queue
+from httptools import HttpParserError
 from locust import FastHttpUser, constant, task
 
+from deploykit.bench.load_client import RawConnection, encode_request
 from deploykit.bench.load_record import ArrivalSchedule, StepRecorder
 
 __all__ = ["LoadUser", "LoadProcess", "RequestConfig", "PROCESS", "MESSAGES"]
@@ -42,6 +44,11 @@ class RequestConfig:
     headers: dict
     bodies: list
     server_time_header: Optional[str]
+    client: str  # "raw" (load_client.RawConnection) or "fasthttp" (Locust's FastHttpSession)
+    host: str
+    port: int
+    timeout_s: float
+    encoded: list  # raw client: each body as one complete request, encoded once
 
 
 class _Step:
@@ -77,7 +84,12 @@ class LoadProcess:
         """A new step: request settings, step spec, this process's index; the old step stops."""
         self.stop_step()
         req = data["request"]
-        self.request = RequestConfig(req["path"], dict(req["headers"]), list(req["bodies"]), req["server_time_header"])
+        if self.request is None or self.request.bodies != req["bodies"] or self.request.path != req["path"]:
+            host_header = f"[{req['host']}]:{req['port']}" if ":" in req["host"] else f"{req['host']}:{req['port']}"
+            encoded = ([encode_request("POST", req["path"], host_header, req["headers"], b) for b in req["bodies"]]
+                       if req["client"] == "raw" else [])
+            self.request = RequestConfig(req["path"], dict(req["headers"]), list(req["bodies"]), req["server_time_header"],
+                                         req["client"], req["host"], int(req["port"]), float(req["timeout_s"]), encoded)
         LoadUser.network_timeout = LoadUser.connection_timeout = float(req["timeout_s"])
         self.index, self.processes, self.seed = int(data["index"]), int(data["processes"]), int(data["seed"])
         self.step = _Step(int(data["step_id"]), data["step"], hard_stop_s=float(data["hard_stop_s"]))
@@ -171,36 +183,70 @@ class LoadUser(FastHttpUser):
 
     def on_start(self) -> None:
         self._n = PROCESS.next_user_offset()
+        self._conn: Optional[RawConnection] = None
+
+    def on_stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
     @task
     def send(self) -> None:
+        """Send requests for as long as the current step lasts.
+
+        One Locust task per step rather than per request: Locust's loop yields to the hub and
+        consults the wait time after every task, which costs tens of µs per request here; this
+        loop yields only when the socket waits, and every 64 requests so that timers and messages
+        run even against an endpoint that answers before we ask for the answer."""
         step, req = PROCESS.step, PROCESS.request
-        if step is None or not step.active or req is None or _now() >= step.hard_stop_ns:
+        if step is None or not step.active or req is None:
             gevent.sleep(_IDLE_S)
             return
-        intended = None
-        if step.mode == "open":
-            try:
-                intended = step.queue.get(timeout=_IDLE_S)
-            except Empty:
-                return
-        self._n += 1
+        while PROCESS.step is step and step.active and _now() < step.hard_stop_ns:
+            intended = None
+            if step.mode == "open":
+                try:
+                    intended = step.queue.get(timeout=_IDLE_S)
+                except Empty:
+                    continue
+            self._n += 1
+            if req.client == "raw":
+                status, error, raw_header, sent, done = self._send_raw(req)
+            else:
+                status, error, raw_header, sent, done = self._send_fasthttp(req)
+            server_us = None
+            if raw_header is not None:
+                try:
+                    server_us = float(raw_header)
+                except ValueError:
+                    server_us = None
+            step.recorder.record(intended, sent, done, status, error, server_us)
+            if not self._n & 63:
+                gevent.sleep(0)
+
+    def _send_raw(self, req: RequestConfig):
+        if self._conn is None:
+            self._conn = RawConnection(req.host, req.port, req.timeout_s, req.server_time_header)
+        data = req.encoded[self._n % len(req.encoded)]
+        sent = _now()
+        try:
+            status, header = self._conn.request(data)
+        except (OSError, HttpParserError) as exc:
+            return 0, "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__, None, sent, _now()
+        return status, None, header, sent, _now()
+
+    def _send_fasthttp(self, req: RequestConfig):
         body = req.bodies[self._n % len(req.bodies)]
         sent = _now()
         resp = self.client.request("POST", req.path, data=body, headers=req.headers, name=req.path)
         done = _now()
         status = resp.status_code or 0
-        error = None
+        error = header = None
         if not status:
-            error = type(getattr(resp, "error", None)).__name__ if getattr(resp, "error", None) else "no answer"
-        server_us = None
-        if req.server_time_header and status and resp.headers is not None:
-            raw = resp.headers.get(req.server_time_header)
-            try:
-                server_us = float(raw) if raw is not None else None
-            except ValueError:
-                server_us = None
-        step.recorder.record(intended, sent, done, status, error, server_us)
+            failure = getattr(resp, "error", None)
+            error = type(failure).__name__ if failure is not None else "no answer"
+        elif req.server_time_header and resp.headers is not None:
+            header = resp.headers.get(req.server_time_header)
+        return status, error, header, sent, done
 
 
 def register_worker_messages(runner) -> None:

@@ -50,6 +50,10 @@ __all__ = ["LoadTestError", "LoadRun", "build_spec", "run_loadtest", "to_results
            "loadtest_cmd", "loadtest_worker_cmd", "register"]
 
 _ENGINE = [sys.executable, "-m", "deploykit.bench.load_engine"]
+_ENGINE_NAMES = {
+    "raw": "locust (FastHttpUser users; requests over deploykit's keep-alive HTTP/1.1 client, httptools parser)",
+    "fasthttp": "locust FastHttpUser (requests through FastHttpSession)",
+}
 _GENERATOR_SATURATED = 0.9  # a load-generating process busier than this (CPU s per s) may be the bottleneck
 
 
@@ -65,7 +69,8 @@ class LoadRun:
 
 def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[str] = None,
                connections: int = DEFAULT_CONNECTIONS, arrival: str = "constant", duration: str = "30s",
-               warmup: str = "5s", drain: str = "10s", payload: str = "json", model_dir: Optional[str] = None,
+               warmup: str = "5s", drain: str = "10s", payload: str = "json", client: str = "auto",
+               model_dir: Optional[str] = None,
                samples: int = 64, seed: int = 0, server_time_header: Optional[str] = DEFAULT_SERVER_TIME_HEADER,
                timeout: str = "60s", workers: int = 0, master_bind: Optional[str] = None,
                expect_workers: Optional[int] = None, cpu_affinity: Optional[str] = None) -> LoadSpec:
@@ -73,6 +78,12 @@ def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[st
     url = parse_url(url)
     if payload not in ("json", "image"):
         raise UsageError(f"--payload {payload!r}: expected json or image")
+    if client not in ("auto", "raw", "fasthttp"):
+        raise UsageError(f"--client {client!r}: expected auto, raw or fasthttp")
+    https = url.lower().startswith("https:")
+    if client == "raw" and https:
+        raise UsageError("--client raw speaks plain HTTP only; use --client fasthttp (or auto) for https:// URLs")
+    client = ("fasthttp" if https else "raw") if client == "auto" else client
     if arrival not in ("constant", "poisson"):
         raise UsageError(f"--arrival {arrival!r}: expected constant or poisson")
     if not 1 <= connections <= 10_000:
@@ -102,7 +113,7 @@ def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[st
         raise UsageError(f"--timeout {timeout!r}: must be longer than 0")
     return LoadSpec(
         url=url, steps=steps, duration_s=duration_s, warmup_s=parse_duration(warmup, "--warmup"),
-        drain_s=parse_duration(drain, "--drain"), payload=payload, model_dir=model_dir, samples=samples, seed=seed,
+        drain_s=parse_duration(drain, "--drain"), payload=payload, client=client, model_dir=model_dir, samples=samples, seed=seed,
         server_time_header=server_time_header or None, timeout_s=timeout_s, workers=workers, expect_workers=expect,
         master_bind=master_bind, cpu_affinity=parse_cpu_list(cpu_affinity) if cpu_affinity else None,
     )
@@ -225,7 +236,7 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
     notes.append("latency: successful answers only (status < 400), HdrHistogram at 1 µs resolution; errors are "
                  "counted by HTTP status, or by exception name when no answer came")
     settings = spec.model_dump()
-    settings.update(engine="locust FastHttpUser", locust_version=raw.get("locust_version"),
+    settings.update(engine=_ENGINE_NAMES[spec.client], locust_version=raw.get("locust_version"),
                     gevent_version=raw.get("gevent_version"), generator_cpus=raw.get("affinity"))
     return ResultsFile(kind="loadtest", url=spec.url, machine=machine_info(), settings=settings, steps=steps, notes=notes)
 
@@ -275,6 +286,7 @@ def loadtest_cmd(
     warmup: str = typer.Option("5s", "--warmup", help="Load before each step's measurement, not recorded."),
     drain: str = typer.Option("10s", "--drain", help="Open loop: time allowed after a step for requests scheduled inside it to finish."),
     payload: str = typer.Option("json", "--payload", help="json ({\"inputs\": [28×28 image in [0,1]]}) or image (multipart PNG, field 'image')."),
+    client: str = typer.Option("auto", "--client", help="HTTP client in the Locust users: raw (deploykit's lean keep-alive client, http only), fasthttp (Locust's FastHttpSession), auto (raw for http, fasthttp for https)."),
     model_dir: Optional[str] = typer.Option(None, "--model-dir", help="Model folder or BentoML tag: send its real test digits (reference.npz) instead of synthetic ones."),
     samples: int = typer.Option(64, "--samples", help="Distinct digits cycled through as request bodies."),
     seed: int = typer.Option(0, "--seed", help="Seed for synthetic digits and Poisson arrivals."),
@@ -292,7 +304,7 @@ def loadtest_cmd(
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: folder {out.parent} does not exist")
     spec = build_spec(url, concurrency=concurrency, rate=rate, connections=connections, arrival=arrival,
-                      duration=duration, warmup=warmup, drain=drain, payload=payload, model_dir=model_dir,
+                      duration=duration, warmup=warmup, drain=drain, payload=payload, client=client, model_dir=model_dir,
                       samples=samples, seed=seed, server_time_header=server_time_header, timeout=timeout,
                       workers=workers, master_bind=master_bind, expect_workers=expect_workers, cpu_affinity=cpu_affinity)
     run = run_loadtest(spec, progress=lambda line: console.print(f"[dim]•[/dim] {line}", markup=True, highlight=False))
