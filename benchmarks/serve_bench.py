@@ -141,6 +141,26 @@ def wrk(url: str, concurrency: int, duration_s: float, cores: str, script: Path,
     return r
 
 
+def cpu_seconds(proc: subprocess.Popen) -> float:
+    """CPU time (user + system) of a server's whole process tree: BentoML's arbiter and workers.
+    Per request it is a companion figure that other load on the machine disturbs far less than
+    wall-clock throughput does (a server pinned to one busy core just gets less of it)."""
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+    except psutil.NoSuchProcess:
+        return float("nan")
+
+
 def uvicorn_stack() -> str:
     """The event loop and HTTP parser uvicorn picks here ("auto": uvloop and httptools when installed),
     for both servers alike: they run in this same environment."""
@@ -234,10 +254,13 @@ def main() -> int:
             order = list(servers) if rnd % 2 == 0 else list(reversed(servers))  # alternate who goes first
             for c in levels:
                 for name in order:
+                    cpu0 = cpu_seconds(procs[name])
                     r = wrk(bases[name] + "/predict", c, args.duration, args.client_cores, script, body)
+                    r["cpu_us_per_req"] = (cpu_seconds(procs[name]) - cpu0) / max(1, r["requests"]) * 1e6
                     results[name][c].append(r)
                     print(f"  round {rnd + 1} {name:9s} c={c:<3d} {r['rps']:8.0f} req/s  p50 {r['p50_us'] / 1e3:6.2f} ms  "
-                          f"p99 {r['p99_us'] / 1e3:6.2f} ms  errors {r['errors']}", flush=True)
+                          f"p99 {r['p99_us'] / 1e3:6.2f} ms  server CPU {r['cpu_us_per_req']:4.0f} µs/req  "
+                          f"errors {r['errors']}", flush=True)
     finally:
         for proc in procs.values():
             stop(proc)
@@ -252,12 +275,15 @@ def main() -> int:
     errors = sum(r["errors"] for s in results for c in levels for r in results[s][c])
     print(f"\nmedians over {args.rounds} rounds")
     print(f"{'server':10s} {'c=' + str(lo) + ' p50':>10s} {'p99':>9s} {'req/s':>8s} | {'c=' + str(hi) + ' req/s':>11s} "
-          f"{'p50':>9s} {'p99':>9s} {'errors':>7s}")
+          f"{'p50':>9s} {'p99':>9s} {'CPU/req':>9s} {'errors':>7s}")
     for s in results:
         errs = sum(r["errors"] for c in levels for r in results[s][c])
         print(f"{s:10s} {median(s, lo, 'p50_us') / 1e3:8.2f}ms {median(s, lo, 'p99_us') / 1e3:7.2f}ms "
               f"{median(s, lo, 'rps'):8.0f} | {median(s, hi, 'rps'):11.0f} {median(s, hi, 'p50_us') / 1e3:7.2f}ms "
-              f"{median(s, hi, 'p99_us') / 1e3:7.2f}ms {errs:7d}")
+              f"{median(s, hi, 'p99_us') / 1e3:7.2f}ms {median(s, hi, 'cpu_us_per_req'):7.0f}µs {errs:7d}")
+    cpu_ratio = median("deploykit", hi, "cpu_us_per_req") / median("anchor", hi, "cpu_us_per_req")
+    print(f"\n  server CPU per request at c={hi}, deploykit / anchor: {cpu_ratio:.2f} "
+          f"(companion figure; ≤ 1 means the same core serves at least as many requests)")
     checks = [
         (f"deploykit p50 at c={lo} / anchor", p50_ratio, "≤ 2.0", p50_ratio <= 2.0),
         (f"deploykit req/s at c={hi} / anchor", rps_ratio, "≥ 1.0", rps_ratio >= 1.0),
@@ -274,7 +300,7 @@ def main() -> int:
     if args.out:
         args.out.write_text(json.dumps({"model": manifest.model, "artifact": str(onnx_path), "servers": results,
                                         "uvicorn": stack,
-                                        "ratios": {"p50_c1": p50_ratio, "rps_c32": rps_ratio},
+                                        "ratios": {"p50_c1": p50_ratio, "rps_c32": rps_ratio, "cpu_per_req_c32": cpu_ratio},
                                         "server_cores": args.server_cores, "client_cores": args.client_cores},
                                        indent=2, default=str))
     shutil.rmtree(tmp, ignore_errors=True)
