@@ -8,7 +8,8 @@ share a core. Both send byte-identical requests (one real test digit from the mo
 by deploykit.bench.load_payload.json_body) over the same number of keep-alive connections, in
 interleaved rounds (alternating which tool goes first); medians are compared.
 
-Target (issue 4): at c=1 and c=32, deploykit's throughput and p50 within 15 % of wrk's.
+Target (issue 4): at c=1 and c=32, deploykit's throughput and p50 within 15 % of wrk's (the median
+of the rounds' paired ratios, so drifts in machine load between rounds cancel out).
 
     .venv/bin/python benchmarks/loadtest_fidelity.py [--model models/mnist/torch-mlp] [--duration 5] [--rounds 3]
 
@@ -138,9 +139,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="model folder with an `onnx` artifact (default: models/mnist/torch-mlp)")
     ap.add_argument("--server", choices=("deploykit", "lean"), default="deploykit")
-    ap.add_argument("--duration", type=float, default=5, help="measured seconds per run (default 5)")
+    ap.add_argument("--duration", type=float, default=3, help="measured seconds per run (default 3)")
     ap.add_argument("--warmup", type=float, default=2, help="warm-up seconds before each run (default 2)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians compared (default 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; median ratios compared (default 5)")
     ap.add_argument("--concurrency", default="1,32")
     ap.add_argument("--client", default="auto", help="deploykit loadtest --client (auto, raw, fasthttp)")
     ap.add_argument("--server-cores", default="1")
@@ -210,20 +211,27 @@ def main() -> int:
     finally:
         stop(server)
 
-    print(f"\nmedians over {args.rounds} rounds (ratio = deploykit / wrk; target {1 - TOLERANCE:.2f}–{1 + TOLERANCE:.2f})")
-    print(f"{'c':>4s} {'wrk req/s':>10s} {'dk req/s':>10s} {'ratio':>6s} | {'wrk p50':>10s} {'dk p50':>10s} {'ratio':>6s}")
+    print(f"\nper concurrency: medians over {args.rounds} rounds, and the median of the rounds' paired ratios "
+          f"(deploykit / wrk, measured back to back; target {1 - TOLERANCE:.2f}–{1 + TOLERANCE:.2f})")
+    print(f"{'c':>4s} {'wrk req/s':>10s} {'dk req/s':>10s} {'ratio':>6s} | {'wrk p50':>10s} {'dk p50':>10s} {'ratio':>6s} | wrk spread")
     ok, summary = True, {}
     for c in levels:
-        m = {t: {k: median(r[k] for r in results[c][t]) for k in ("rps", "p50_us")} for t in ("wrk", "deploykit")}
-        rps_ratio = m["deploykit"]["rps"] / m["wrk"]["rps"]
-        p50_ratio = m["deploykit"]["p50_us"] / m["wrk"]["p50_us"]
-        errors = sum(r["errors"] for t in ("wrk", "deploykit") for r in results[c][t])
+        runs = results[c]
+        m = {t: {k: median(r[k] for r in runs[t]) for k in ("rps", "p50_us")} for t in ("wrk", "deploykit")}
+        rps_ratio = median(d["rps"] / w["rps"] for d, w in zip(runs["deploykit"], runs["wrk"]))
+        p50_ratio = median(d["p50_us"] / w["p50_us"] for d, w in zip(runs["deploykit"], runs["wrk"]))
+        errors = sum(r["errors"] for t in ("wrk", "deploykit") for r in runs[t])
+        # how much wrk disagreed with itself across rounds: other load on the machine shows up here
+        spread = max(r["rps"] for r in runs["wrk"]) / min(r["rps"] for r in runs["wrk"]) - 1
         good = abs(rps_ratio - 1) <= TOLERANCE and abs(p50_ratio - 1) <= TOLERANCE and errors == 0
         ok &= good
-        summary[c] = {"medians": m, "rps_ratio": rps_ratio, "p50_ratio": p50_ratio, "errors": errors}
+        summary[c] = {"medians": m, "rps_ratio": rps_ratio, "p50_ratio": p50_ratio, "errors": errors, "wrk_spread": spread}
         print(f"{c:4d} {m['wrk']['rps']:10.0f} {m['deploykit']['rps']:10.0f} {rps_ratio:6.2f} | "
-              f"{m['wrk']['p50_us'] / 1e3:8.3f}ms {m['deploykit']['p50_us'] / 1e3:8.3f}ms {p50_ratio:6.2f}  "
-              f"errors {errors}  {'PASS' if good else 'FAIL'}")
+              f"{m['wrk']['p50_us'] / 1e3:8.3f}ms {m['deploykit']['p50_us'] / 1e3:8.3f}ms {p50_ratio:6.2f} | "
+              f"{spread:9.0%}  errors {errors}  {'PASS' if good else 'FAIL'}")
+    if any(v["wrk_spread"] > 0.25 for v in summary.values()):
+        print("  note: wrk's own throughput varied by more than 25 % between rounds: something else is loading this "
+              "machine; rerun when it is idle (or with more --rounds)")
     if args.out:
         args.out.write_text(json.dumps({"server": args.server, "client": args.client, "model": manifest.model, "runs": results,
                                         "summary": summary, "server_cores": args.server_cores,

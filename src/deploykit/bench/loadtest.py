@@ -260,8 +260,9 @@ def steps_table(results: ResultsFile):
     """One row per step; latencies in ms with µs digits (closed: from send; open*: from scheduled send)."""
     from rich.table import Table
 
-    table = Table(title=f"loadtest {results.url}", title_justify="left",
-                  caption="open*: latency from each request's scheduled send time (coordinated omission corrected)")
+    has_open = any(st.mode == "open" for st in results.steps)
+    table = Table(title=f"loadtest {results.url}", title_justify="left", caption=(
+        "open*: latency from each request's scheduled send time (coordinated omission corrected)" if has_open else None))
     for col in ("step", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "server p50 ms"):
         table.add_column(col, justify="left" if col in ("step", "errors") else "right")
     for st in results.steps:
