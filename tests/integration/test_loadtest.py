@@ -163,7 +163,7 @@ def test_raw_connection_against_a_real_server(server):
         RawConnection(host, 1, timeout_s=1).request(req("/predict"))
 
 
-def test_image_payload_through_fasthttp_and_missing_server_header(server, tmp_path):
+def test_image_payload_through_fasthttp_and_missing_server_header(server):
     spec = build_spec(_url(server, "/predict_image"), concurrency="2", duration="1s", warmup="0.2s", payload="image",
                       client="fasthttp")
     run = run_loadtest(spec)
@@ -258,3 +258,14 @@ def test_remote_style_worker_joins_a_master_bound_on_loopback(server, tmp_path, 
                 p.kill()
     step = read_results(out).steps[0]
     assert step.requests > 0 and step.errors == 0 and step.latency.samples == step.requests
+
+
+def test_missing_workers_fail_in_one_line_and_leave_no_worker_behind(server, port):
+    import psutil
+
+    r = _cli("loadtest", _url(server, "/predict"), "-c", "1", "--duration", "1s", "--workers", "1",
+             "--expect-workers", "2", "--master-bind", f"127.0.0.1:{port}", "--worker-wait", "3s", timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: only 1 of 2 workers joined the master at port {port} within 3 s"
+    time.sleep(0.5)
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if f"127.0.0.1:{port}" in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []

@@ -40,7 +40,6 @@ from deploykit.errors import DeployKitError, UsageError
 __all__ = ["main", "run", "run_worker", "EngineError"]
 
 _SPAWN_RATE = 10_000  # users per second: steps start at full concurrency, not as a ramp
-_CONNECT_TIMEOUT_S = 60.0
 _SPAWN_TIMEOUT_S = 60.0
 
 
@@ -115,14 +114,21 @@ class _MasterCoordinator:
             cmd = [sys.executable, "-m", "deploykit.bench.load_engine", "worker", "--master", f"[{connect_host}]:{self.port}"
                    if ":" in connect_host else f"{connect_host}:{self.port}"]
             self.workers.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sys.stderr))
-        deadline = time.monotonic() + _CONNECT_TIMEOUT_S
-        while len(self.runner.clients.ready) < spec.expect_workers:
+        try:
+            self._wait_for_workers(spec.expect_workers, spec.worker_wait_s)
+        except BaseException:
+            self.quit()  # never leave local workers behind, waiting for a master that gave up
+            raise
+
+    def _wait_for_workers(self, expected: int, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while len(self.runner.clients.ready) < expected:
             dead = [w for w in self.workers if w.poll() is not None]
             if dead:
                 raise EngineError(f"a local worker exited with code {dead[0].returncode} before joining the master")
             if time.monotonic() > deadline:
-                raise EngineError(f"only {len(self.runner.clients.ready)} of {spec.expect_workers} workers joined "
-                                  f"the master at port {self.port} within {_CONNECT_TIMEOUT_S:.0f} s")
+                raise EngineError(f"only {len(self.runner.clients.ready)} of {expected} workers joined "
+                                  f"the master at port {self.port} within {wait_s:g} s")
             gevent.sleep(0.05)
 
     def _on_result(self, environment, msg, **_) -> None:
@@ -162,12 +168,13 @@ class _MasterCoordinator:
         return bool(self.runner.worker_cpu_warning_emitted)
 
     def quit(self) -> None:
+        grace = 15.0 if len(self.runner.clients) else 0.5  # workers that joined get "quit" and leave by themselves
         self.runner.quit()
         for w in self.workers:
             try:
-                w.wait(timeout=15)
+                w.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                w.kill()
+                w.kill()  # a worker this process started
                 w.wait()
 
 

@@ -79,6 +79,7 @@ class LoadSpec(_Model):
     workers: int = Field(0, ge=0, le=256, description="local Locust worker processes (0: one process, no master)")
     expect_workers: int = Field(0, ge=0, le=256, description="workers to wait for in all (local + remote)")
     master_bind: Optional[str] = Field(None, description="HOST:PORT the master listens on (distributed mode)")
+    worker_wait_s: float = Field(60.0, gt=0, le=MAX_STEP_SECONDS, description="how long the master waits for its workers")
     cpu_affinity: Optional[list[int]] = None
 
     @property

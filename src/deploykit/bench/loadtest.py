@@ -73,7 +73,8 @@ def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[st
                model_dir: Optional[str] = None,
                samples: int = 64, seed: int = 0, server_time_header: Optional[str] = DEFAULT_SERVER_TIME_HEADER,
                timeout: str = "60s", workers: int = 0, master_bind: Optional[str] = None,
-               expect_workers: Optional[int] = None, cpu_affinity: Optional[str] = None) -> LoadSpec:
+               expect_workers: Optional[int] = None, worker_wait: str = "60s",
+               cpu_affinity: Optional[str] = None) -> LoadSpec:
     """Command-line strings → a checked LoadSpec (UsageError with one line on anything wrong)."""
     url = parse_url(url)
     if payload not in ("json", "image"):
@@ -108,6 +109,9 @@ def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[st
         parse_host_port(master_bind, "--master-bind")
         if expect == 0:
             raise UsageError("--master-bind needs workers: give --expect-workers N (remote) and/or --workers N (local)")
+    worker_wait_s = parse_duration(worker_wait, "--worker-wait")
+    if worker_wait_s <= 0:
+        raise UsageError(f"--worker-wait {worker_wait!r}: must be longer than 0")
     timeout_s = parse_duration(timeout, "--timeout")
     if timeout_s <= 0:
         raise UsageError(f"--timeout {timeout!r}: must be longer than 0")
@@ -115,13 +119,13 @@ def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[st
         url=url, steps=steps, duration_s=duration_s, warmup_s=parse_duration(warmup, "--warmup"),
         drain_s=parse_duration(drain, "--drain"), payload=payload, client=client, model_dir=model_dir, samples=samples, seed=seed,
         server_time_header=server_time_header or None, timeout_s=timeout_s, workers=workers, expect_workers=expect,
-        master_bind=master_bind, cpu_affinity=parse_cpu_list(cpu_affinity) if cpu_affinity else None,
+        master_bind=master_bind, worker_wait_s=worker_wait_s, cpu_affinity=parse_cpu_list(cpu_affinity) if cpu_affinity else None,
     )
 
 
 def _engine_time_bound(spec: LoadSpec) -> float:
     per_step = spec.warmup_s + spec.duration_s + spec.drain_s + 2 * 60.0  # + spawn and report timeouts
-    return len(spec.steps) * per_step + 120.0  # + start-up and waiting for workers
+    return len(spec.steps) * per_step + spec.worker_wait_s + 120.0  # + waiting for workers, start-up
 
 
 def run_loadtest(spec: LoadSpec, *, progress: Callable[[str], None] = lambda line: None) -> LoadRun:
@@ -296,6 +300,7 @@ def loadtest_cmd(
     workers: int = typer.Option(0, "--workers", help="Locust distributed mode: start a master and N local worker processes."),
     master_bind: Optional[str] = typer.Option(None, "--master-bind", help="HOST:PORT the master listens on for workers (default 127.0.0.1 and a free port); use with --expect-workers for workers on other machines."),
     expect_workers: Optional[int] = typer.Option(None, "--expect-workers", help="Workers to wait for in all, local and remote (default: --workers). Remote ones join with `deploykit loadtest-worker --master HOST:PORT`."),
+    worker_wait: str = typer.Option("60s", "--worker-wait", help="How long the master waits for --expect-workers to join."),
     cpu_affinity: Optional[str] = typer.Option(None, "--cpu-affinity", help="Pin the load generator to these CPUs (1 | 0,1 | 0-3); pin the server elsewhere (taskset)."),
     out: Path = typer.Option(Path("loadtest-results.json"), "--out", "-o", help="Results file (kind 'loadtest')."),
 ):
@@ -307,7 +312,8 @@ def loadtest_cmd(
     spec = build_spec(url, concurrency=concurrency, rate=rate, connections=connections, arrival=arrival,
                       duration=duration, warmup=warmup, drain=drain, payload=payload, client=client, model_dir=model_dir,
                       samples=samples, seed=seed, server_time_header=server_time_header, timeout=timeout,
-                      workers=workers, master_bind=master_bind, expect_workers=expect_workers, cpu_affinity=cpu_affinity)
+                      workers=workers, master_bind=master_bind, expect_workers=expect_workers, worker_wait=worker_wait,
+                      cpu_affinity=cpu_affinity)
     run = run_loadtest(spec, progress=lambda line: console.print(f"[dim]•[/dim] {line}", markup=True, highlight=False))
     run.results.write(out)
     console.print(steps_table(run.results))
