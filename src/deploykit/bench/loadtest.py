@@ -16,6 +16,7 @@ process because Locust monkeypatches with gevent) and turns the engine's merged 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,8 +71,7 @@ class LoadRun:
 def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[str] = None,
                connections: int = DEFAULT_CONNECTIONS, arrival: str = "constant", duration: str = "30s",
                warmup: str = "5s", drain: str = "10s", payload: str = "json", client: str = "auto",
-               model_dir: Optional[str] = None,
-               samples: int = 64, seed: int = 0, server_time_header: Optional[str] = DEFAULT_SERVER_TIME_HEADER,
+               model_dir: Optional[str] = None, samples: int = 64, seed: int = 0, server_time_header: Optional[str] = DEFAULT_SERVER_TIME_HEADER,
                timeout: str = "60s", workers: int = 0, master_bind: Optional[str] = None,
                expect_workers: Optional[int] = None, worker_wait: str = "60s",
                cpu_affinity: Optional[str] = None) -> LoadSpec:
@@ -117,9 +117,10 @@ def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[st
         raise UsageError(f"--timeout {timeout!r}: must be longer than 0")
     return LoadSpec(
         url=url, steps=steps, duration_s=duration_s, warmup_s=parse_duration(warmup, "--warmup"),
-        drain_s=parse_duration(drain, "--drain"), payload=payload, client=client, model_dir=model_dir, samples=samples, seed=seed,
-        server_time_header=server_time_header or None, timeout_s=timeout_s, workers=workers, expect_workers=expect,
-        master_bind=master_bind, worker_wait_s=worker_wait_s, cpu_affinity=parse_cpu_list(cpu_affinity) if cpu_affinity else None,
+        drain_s=parse_duration(drain, "--drain"), payload=payload, client=client, model_dir=model_dir,
+        samples=samples, seed=seed, server_time_header=server_time_header or None, timeout_s=timeout_s,
+        workers=workers, expect_workers=expect, master_bind=master_bind, worker_wait_s=worker_wait_s,
+        cpu_affinity=parse_cpu_list(cpu_affinity) if cpu_affinity else None,
     )
 
 
@@ -142,8 +143,6 @@ def run_loadtest(spec: LoadSpec, *, progress: Callable[[str], None] = lambda lin
         payload_path.write_bytes(msgpack.packb({"content_type": payloads.content_type, "bodies": payloads.bodies}))
         _run_engine([*_ENGINE, "run", str(spec_path), str(payload_path), str(raw_path)], _engine_time_bound(spec),
                     progress, Path(tmp, "engine.log"))
-        import json
-
         raw = json.loads(raw_path.read_text())
     return LoadRun(to_results(spec, raw, payloads.source), raw)
 
