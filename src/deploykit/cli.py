@@ -149,12 +149,17 @@ def formats_cmd():
 
 
 # -- subcommands: each lives next to the code it drives and keeps heavy imports inside its body.
-# (helpers: add your registration line directly below this marker)
-__import__("deploykit.bench.loadtest", fromlist=["register"]).register(app)  # loadtest, loadtest-worker
-app.add_typer(__import__("deploykit.edge.cli", fromlist=["edge_app"]).edge_app, name="edge")
-app.command("serve")(__import__("deploykit.serving.command", fromlist=["serve_cmd"]).serve_cmd)
-app.command("report")(__import__("deploykit.report.cli", fromlist=["report_cmd"]).report_cmd)
-app.command("bench")(__import__("deploykit.bench.command", fromlist=["bench_cmd"]).bench_cmd)
+from deploykit.bench.command import bench_cmd  # noqa: E402
+from deploykit.bench.loadtest import register as register_loadtest  # noqa: E402
+from deploykit.edge.cli import edge_app  # noqa: E402
+from deploykit.report.cli import report_cmd  # noqa: E402
+from deploykit.serving.command import serve_cmd  # noqa: E402
+
+app.command("serve")(serve_cmd)
+app.command("bench")(bench_cmd)
+register_loadtest(app)  # loadtest, loadtest-worker
+app.command("report")(report_cmd)
+app.add_typer(edge_app, name="edge")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
