@@ -14,9 +14,9 @@ from typing import Any, Optional, Protocol
 import numpy as np
 
 from deploykit import __version__
-from deploykit.errors import DeployKitError, ExportError, RuntimeUnavailable, UsageError
+from deploykit.errors import DeployKitError, RuntimeUnavailable, UsageError
 from deploykit.export import ExportContext, resolve_formats
-from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, InputSpec, ModelManifest, TrainingInfo,
+from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, ModelManifest, TrainingInfo,
                                 atomic_write_text, path_bytes, sha256_file)
 from deploykit.runtimes import get_runtime
 from deploykit.validate import PARITY_SAMPLES, prove

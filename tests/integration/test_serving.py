@@ -13,7 +13,6 @@ variables), on free loopback ports, in parallel, once for this module.
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
