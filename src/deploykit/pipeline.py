@@ -200,7 +200,7 @@ def train_export(
     summary.stages["data"] = round(time.perf_counter() - t, 3)
     reporter.note(f"{dataset}: {len(ds.x_train)} train / {len(ds.x_test)} test images from {ds.source} ({ds.location})")
     data_info = DataInfo(name=dataset, source=ds.source, location=ds.location, train_samples=len(ds.x_train),
-                         test_samples=len(ds.x_test), note=ds.note)
+                         test_samples=len(ds.x_test), note=ds.note, origin=ds.origin, verified=ds.verified)
     rng = np.random.default_rng(seed)
     calib_x = x_train[rng.choice(len(x_train), min(calibration_samples, len(x_train)), replace=False)]
     qat_idx = rng.choice(len(x_train), min(qat_samples, len(x_train)), replace=False)

@@ -19,9 +19,16 @@ def manifests(mnist_models):
 
 
 @pytest.fixture(scope="module")
-def test_set():
-    ds = load_dataset("mnist")
+def test_set(full_mnist_dir):
+    ds = load_dataset("mnist", full_mnist_dir)
     return normalize(ds.x_test), ds.y_test
+
+
+# The int8 bars are 98 % agreement and 1 point of accuracy; the fixture's artifacts must clear them
+# by this much, so that a machine whose floating point trains slightly different weights still
+# passes (the 1-epoch 4,000-image fixture of before missed by 1.5 points on one such machine).
+INT8_MIN_AGREEMENT = 0.99
+INT8_MAX_DROP_POINTS = 0.5
 
 
 def test_every_reference_model_was_trained_and_described(manifests, trained):
@@ -30,7 +37,8 @@ def test_every_reference_model_was_trained_and_described(manifests, trained):
     for name, (model_dir, m) in manifests.items():
         spec = REFERENCE_MODELS[name]
         assert (m.framework, m.architecture, m.input) == (spec.framework, spec.architecture, spec.input)
-        assert m.dataset.name == "mnist" and m.dataset.source and m.dataset.location
+        assert m.dataset.name == "mnist" and m.dataset.source == "data-dir" and m.dataset.verified
+        assert (m.dataset.train_samples, m.dataset.test_samples) == (60_000, 10_000)
         assert m.training.epochs == 1 and m.training.seconds > 0 and 0.5 < m.training.accuracy <= 1
         assert m.classes == [str(i) for i in range(10)] or len(m.classes) == 10
         assert m.bentoml_tag and m.bentoml_tag.startswith(f"mnist-{name}:")
@@ -79,3 +87,15 @@ def test_run_summary_breaks_wall_time_down_by_stage(trained):
     assert {k.split(":")[1] for k in stages if k.startswith("train:")} == set(REFERENCE_MODELS)
     assert any(k.startswith("export:") for k in stages) and any(k.startswith("validate:") for k in stages)
     assert summary["wall_seconds"] >= sum(v for k, v in stages.items() if k.startswith("train:"))
+
+
+def test_int8_artifacts_clear_their_bars_with_margin(manifests):
+    seen = 0
+    for name, (_, m) in manifests.items():
+        for a in m.artifacts:
+            if a.parity.max_accuracy_drop_points is None:
+                continue
+            seen += 1
+            assert a.parity.top1_agreement >= INT8_MIN_AGREEMENT, (name, a.format, a.parity.top1_agreement)
+            assert a.parity.accuracy_drop_points <= INT8_MAX_DROP_POINTS, (name, a.format, a.parity)
+    assert seen >= 14  # tflite-dynamic/int8/qat for 4 Keras models, onnx-int8 for all 6

@@ -83,6 +83,14 @@ def parse_runtime_spec(text: str) -> RuntimeSpec:
 
 
 def runtimes_cache_dir() -> Path:
+    """``$DEPLOYKIT_RUNTIMES`` if set, else ``$DEPLOYKIT_CACHE/runtimes`` (default ~/.cache/deploykit).
+
+    A separate variable lets tests isolate every other cache while these environments (minutes
+    of pip installs on a fresh machine) persist between runs.
+    """
+    own = os.environ.get("DEPLOYKIT_RUNTIMES")
+    if own:
+        return Path(own).expanduser()
     env = os.environ.get("DEPLOYKIT_CACHE")
     base = Path(env).expanduser() if env else Path.home() / ".cache" / "deploykit"
     return base / "runtimes"

@@ -7,6 +7,13 @@ CUDA and TensorRT providers all fuse into int8 kernels), int8 activations and we
 combination onnxruntime recommends for QDQ), per-channel weight scales (measured here: better or
 equal agreement on the CNNs, equal on the MLPs) and MinMax calibration. Input and output stay
 float32: the quantize/dequantize steps are inside the graph.
+
+The classifier head (the last Gemm/MatMul and what follows it up to the output: bias Add,
+Softmax) stays float. Quantized, the logits and the probabilities fall on int8 grids (the softmax
+output on steps of 1/256), so close classes become exact ties that argmax breaks toward the lower
+index: on a LeNet trained one epoch on 4,000 images, 1.5 % of test outputs tied and agreement
+with the float model was 99.3 %; with a float head, 0 ties and 99.6 % (same weights, same
+calibration). The head is 1-2 % of these models' MACs.
 """
 
 from __future__ import annotations
@@ -68,13 +75,15 @@ class OnnxInt8Exporter(Int8Exporter):
                     return None if start is None else {float_spec.name: calib[start : start + step]}
 
             prepared, quantized = tmp / "prepared.onnx", tmp / "int8.onnx"
+            float_head: list[str] = []
             with captured_output() as log:
                 try:
                     quant_pre_process(str(source), str(prepared))
+                    float_head = classifier_head(onnx.load(str(prepared)))
                     quantize_static(
                         str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=self.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=float_head,
                     )
                 except Exception as exc:  # onnxruntime raises many types; wrapped, cause kept
                     raise export_error(self.key, "static quantization failed", exc, log) from exc
@@ -98,7 +107,30 @@ class OnnxInt8Exporter(Int8Exporter):
                 "scheme": "qdq-static", "per_channel": self.per_channel, "weights": "int8", "activations": "int8",
                 "calibration": "minmax", "calibration_samples": int(len(calib)),
                 "quantize_nodes": ops.count("QuantizeLinear"), "ops": quantized_ops,
+                "float_nodes": float_head,
             },
             tool_versions={**upstream, **tool_versions("onnx", "onnxruntime"),
                            "opset": opset_of(model)},
         )
+
+
+_HEAD_TAIL_OPS = frozenset({"Softmax", "Add", "Identity", "Reshape", "Flatten"})
+_HEAD_OPS = frozenset({"Gemm", "MatMul"})
+
+
+def classifier_head(model) -> list[str]:
+    """Names of the nodes from the graph's output back to (and including) the last Gemm/MatMul.
+
+    Empty when the output is not produced that way (then everything is quantized as before).
+    """
+    producers = {out: node for node in model.graph.node for out in node.output}
+    names, tensor = [], model.graph.output[0].name
+    while (node := producers.get(tensor)) is not None:
+        if node.op_type in _HEAD_OPS:
+            return names + [node.name]
+        if node.op_type not in _HEAD_TAIL_OPS:
+            return []
+        names.append(node.name)
+        # Follow the computed input (a bias Add's other input is a constant).
+        tensor = next((t for t in node.input if t in producers), node.input[0])
+    return []
