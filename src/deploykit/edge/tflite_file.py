@@ -9,11 +9,12 @@ from the schema every runtime uses, so new fields and ops come with a package up
 from __future__ import annotations
 
 import importlib
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from deploykit.errors import ManifestError, MissingDependency
+from deploykit.errors import ArtifactLoadError, ManifestError, MissingDependency
 
 __all__ = ["OpCode", "TfliteInfo", "inspect_tflite", "version_tuple"]
 
@@ -87,6 +88,15 @@ def inspect_tflite(path: Path | str) -> TfliteInfo:
         raise ManifestError(f"cannot read {path}: {exc}") from exc
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise ManifestError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        return _parse(schema, path, buf)
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        # flatbuffers reads offsets the file promises: a truncated file reads past its end.
+        raise ArtifactLoadError(f"{path.name}: damaged TFLite flatbuffer ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:160] if str(exc) else 'unreadable'})") from exc
+
+
+def _parse(schema, path: Path, buf: bytes) -> "TfliteInfo":
     model = schema.Model.GetRootAs(buf, 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     info = TfliteInfo(path=str(path), bytes=len(buf), schema_version=model.Version())

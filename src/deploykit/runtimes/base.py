@@ -13,10 +13,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from deploykit.errors import UsageError
+from deploykit.errors import ArtifactLoadError, DeployKitError, InferenceError, UsageError
 from deploykit.manifest import InputSpec, OutputSpec
 
-__all__ = ["Runtime", "Predictor", "to_input", "from_output", "DEVICES"]
+__all__ = ["Runtime", "Predictor", "to_input", "from_output", "one_line", "DEVICES"]
 
 DEVICES = ("cpu", "cuda")
 
@@ -65,7 +65,14 @@ class Predictor(ABC):
         x = np.asarray(x, dtype=np.float32)
         if self.max_batch and len(x) > self.max_batch:
             return np.concatenate([self.predict(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
-        return from_output(self.run(to_input(x, self.input_spec)), self.output_spec)
+        tensor = to_input(x, self.input_spec)
+        try:
+            raw = self.run(tensor)
+        except DeployKitError:
+            raise
+        except Exception as exc:  # the runtime boundary: a backend's own exception becomes ours, cause kept
+            raise InferenceError(f"{self.runtime} failed on a batch of {len(x)}: {one_line(exc)}") from exc
+        return from_output(raw, self.output_spec)
 
     @abstractmethod
     def run(self, tensor: np.ndarray) -> np.ndarray:
@@ -102,7 +109,6 @@ class Runtime(ABC):
     def version(cls) -> str:
         """The runtime package's version."""
 
-    @abstractmethod
     def load(
         self,
         path: Path,
@@ -111,4 +117,34 @@ class Runtime(ABC):
         device: str = "cpu",
         threads: int | None = None,
     ) -> Predictor:
-        """Load the artifact at `path`; raise RuntimeUnavailable when the device is missing."""
+        """Load the artifact at `path`: the runtime boundary.
+
+        RuntimeUnavailable when the device or package is missing; ArtifactLoadError (one line, the
+        backend's exception kept as the cause) for anything the backend raises on a damaged or
+        unsupported file, whatever its own type (onnxruntime's InvalidProtobuf, LiteRT's
+        ValueError, torch's RuntimeError...).
+        """
+        try:
+            return self.open(Path(path), input_spec, output_spec, device=device, threads=threads)
+        except DeployKitError:
+            raise
+        except Exception as exc:
+            raise ArtifactLoadError(f"{self.name} cannot load {Path(path).name}: {one_line(exc)}") from exc
+
+    @abstractmethod
+    def open(
+        self,
+        path: Path,
+        input_spec: InputSpec,
+        output_spec: OutputSpec | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> Predictor:
+        """The backend's own load; `load` wraps it. Raise RuntimeUnavailable when the device is missing."""
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """`Type: first line of the message`, cut to `limit` characters (backends print pages)."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

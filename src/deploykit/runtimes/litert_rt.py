@@ -75,7 +75,7 @@ class LiteRTRuntime(Runtime):
 
         return version(cls.package)
 
-    def load(self, path: Path, input_spec: InputSpec, output_spec: OutputSpec | None = None,
+    def open(self, path: Path, input_spec: InputSpec, output_spec: OutputSpec | None = None,
              device: str = "cpu", threads: int | None = None) -> TFLitePredictor:
         ok, why = self.available(device)
         if not ok:

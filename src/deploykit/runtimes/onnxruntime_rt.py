@@ -58,7 +58,7 @@ class OnnxRuntime(Runtime):
 
         return ort.__version__
 
-    def load(self, path: Path, input_spec: InputSpec, output_spec: OutputSpec | None = None,
+    def open(self, path: Path, input_spec: InputSpec, output_spec: OutputSpec | None = None,
              device: str = "cpu", threads: int | None = None) -> OnnxPredictor:
         import onnxruntime as ort
 

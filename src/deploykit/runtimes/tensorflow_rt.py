@@ -71,7 +71,7 @@ class TensorFlowRuntime(Runtime):
     def version(cls) -> str:
         return import_tf().__version__
 
-    def load(self, path: Path, input_spec: InputSpec, output_spec: OutputSpec | None = None,
+    def open(self, path: Path, input_spec: InputSpec, output_spec: OutputSpec | None = None,
              device: str = "cpu", threads: int | None = None) -> SavedModelPredictor:
         ok, why = self.available(device)
         if not ok:

@@ -70,7 +70,7 @@ class TorchRuntime(Runtime):
     def version(cls) -> str:
         return import_torch().__version__
 
-    def load(self, path: Path, input_spec: InputSpec, output_spec: OutputSpec | None = None,
+    def open(self, path: Path, input_spec: InputSpec, output_spec: OutputSpec | None = None,
              device: str = "cpu", threads: int | None = None) -> TorchPredictor:
         ok, why = self.available(device)
         if not ok:

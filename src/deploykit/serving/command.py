@@ -50,6 +50,11 @@ def serve_cmd(
         "bench_results": bench_results, "threads": threads, "device": device,
     })
     prepared = prepare(settings)
+    from deploykit.runtimes.probe import probe_in_child
+
+    # Load it once in a child before BentoML starts: a damaged file or a native runtime crash is
+    # one line and exit 2 here, not a server that starts and never becomes ready.
+    probe_in_child(prepared.model_dir, prepared.choice.format, settings.device, settings.threads)
     console.print(f"deploykit: {prepared.describe()}", markup=False, soft_wrap=True)
     # Workers serve exactly what was checked and printed, even if bench results change meanwhile.
     settings = settings.model_copy(update={"format": prepared.choice.format})
