@@ -16,6 +16,7 @@ import numpy as np
 from deploykit import __version__
 from deploykit.errors import DeployKitError, RuntimeUnavailable, UsageError
 from deploykit.export import ExportContext, resolve_formats
+from deploykit.export.savedmodel import replace_path
 from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, ModelManifest, TrainingInfo,
                                 atomic_write_text, path_bytes, sha256_file)
 from deploykit.runtimes import get_runtime
@@ -159,7 +160,7 @@ def write_reference(model_dir: Path, x_uint8: np.ndarray, y: Optional[np.ndarray
     path = model_dir / REFERENCE_NAME
     tmp = model_dir / f".{REFERENCE_NAME}.tmp.npz"
     np.savez_compressed(tmp, x=x_uint8, y=y if y is not None else np.array([], np.int64), probs=probs.astype(np.float32))
-    tmp.replace(path)
+    replace_path(tmp, path)
     return REFERENCE_NAME
 
 

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from deploykit.errors import ManifestError, MissingDependency
+from deploykit.fileperm import publish
 from deploykit.manifest import ModelManifest
 
 __all__ = ["save_to_bentoml", "resolve_model_dir", "bentoml_name"]
@@ -38,6 +39,8 @@ def save_to_bentoml(model_dir: Path, manifest: ModelManifest, name: str) -> str:
         manifest.bentoml_tag = str(stored.tag)
         manifest.write(model_dir)
         shutil.copytree(model_dir, stored.path, dirs_exist_ok=True)
+    # The store's own files (model.yaml) and folders are made private; a server reads them too.
+    publish(bentoml.models.get(manifest.bentoml_tag).path)
     return manifest.bentoml_tag
 
 
