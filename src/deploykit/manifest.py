@@ -88,6 +88,12 @@ class Parity(_Model):
     accuracy_drop_points: Optional[float] = None
     max_accuracy_drop_points: Optional[float] = None
     passed: bool
+    # How much a pass says (deploykit.validate.reference_strength). "weak": the reference outputs
+    # are degenerate on the probe inputs (near-constant, or all one class), so a constant artifact
+    # would have passed too. A weak pass keeps status "passed" (the artifact does reproduce its
+    # model on what was checked, so serving and bench still select it); table and CLI flag it.
+    strength: Literal["strong", "weak"] = "strong"
+    weak_reason: Optional[str] = None
 
 
 class ArtifactEntry(_Model):

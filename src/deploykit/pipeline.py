@@ -19,8 +19,9 @@ from deploykit.export import ExportContext, resolve_formats
 from deploykit.export.savedmodel import replace_path
 from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, ModelManifest, TrainingInfo,
                                 atomic_write_text, path_bytes, sha256_file)
+from deploykit.isolate import Bars, one_line, validate_artifact
 from deploykit.runtimes import get_runtime
-from deploykit.validate import PARITY_SAMPLES, prove
+from deploykit.validate import PARITY_SAMPLES
 
 __all__ = ["Reporter", "QuietReporter", "RunSummary", "export_and_prove", "train_export", "check_out_dir"]
 
@@ -95,17 +96,20 @@ def export_and_prove(
     float_accuracy: Optional[float],
     reporter: Reporter,
     stages: dict[str, float],
+    isolate: bool = True,
 ) -> list[ArtifactEntry]:
     """Export every format in `formats` that applies, prove each, and rewrite the manifest after each.
 
-    A failing format is recorded as failed with its reason and the others go on.
+    Each format is isolated: any exception of its exporter, and any crash of its runtime (validation
+    runs in a child process when `isolate`, see deploykit.isolate), is recorded as that format's
+    `failed` with a one-line reason, and the other formats go on.
     """
     exporters = resolve_formats(formats, ctx.framework, ctx.architecture)
     reporter.stage(f"{ctx.model_name}: export + prove", total=len(exporters))
     entries = []
     for cls in exporters:
         exporter = cls()
-        entry = _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy)
+        entry = _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy, isolate)
         stages[f"export:{ctx.model_name}:{cls.key}"] = entry.export_seconds or 0.0
         stages[f"validate:{ctx.model_name}:{cls.key}"] = entry.validate_seconds or 0.0
         manifest.upsert(entry)
@@ -116,17 +120,27 @@ def export_and_prove(
     return entries
 
 
-def _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy) -> ArtifactEntry:
+def _output_meaning(ctx: ExportContext) -> str:
+    if ctx.source_kind == "logits":
+        return "class probabilities (softmax appended at export: the model emits logits)"
+    return "class probabilities (the model's own output)"
+
+
+def _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy, isolate=True) -> ArtifactEntry:
     start = time.perf_counter()
     target = model_dir / exporter.filename
     base = dict(format=exporter.key, path=exporter.filename, runtime=exporter.runtime)
     try:
         result = exporter.export(ctx)
-    except DeployKitError as exc:
-        return ArtifactEntry(**base, bytes=0, sha256="", input=ctx.input, status="failed", error=str(exc),
+        ref = reference_probs if result.reference is None else result.reference(x_test[: len(reference_probs)])
+    except Exception as exc:  # noqa: BLE001 - in-process export: any converter error is this format's failure
+        reason = str(exc) if isinstance(exc, DeployKitError) else f"{exporter.key}: export raised {one_line(exc)}"
+        return ArtifactEntry(**base, bytes=0, sha256="", input=ctx.input, status="failed", error=reason,
                              export_seconds=round(time.perf_counter() - start, 3))
     export_seconds = time.perf_counter() - start
     ctx.produced[exporter.key] = result.path
+    if result.output is not None:
+        result.output.meaning = _output_meaning(ctx)
     entry = ArtifactEntry(
         **{**base, "path": result.path.relative_to(model_dir).as_posix()},
         bytes=path_bytes(result.path), sha256=sha256_file(result.path), input=result.input, output=result.output,
@@ -136,17 +150,16 @@ def _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float
     )
     start = time.perf_counter()
     try:
-        predictor = get_runtime(exporter.runtime)().load(target if target.exists() else result.path,
-                                                         result.input, result.output)
-        ref = reference_probs if result.reference is None else result.reference(x_test[: len(reference_probs)])
-        proof = prove(predictor, exporter, x_test, y_test, ref, float_accuracy)
-        predictor.close()
+        proof = validate_artifact(exporter.runtime, target if target.exists() else result.path, result.input,
+                                  result.output, Bars.of(exporter), x_test, y_test, ref, float_accuracy,
+                                  isolate=isolate)
     except RuntimeUnavailable as exc:
         entry.error = f"not validated: {exc}"
         entry.validate_seconds = round(time.perf_counter() - start, 3)
         return entry
     except DeployKitError as exc:
         entry.status, entry.error = "failed", f"does not load in {exporter.runtime}: {exc}"
+        entry.validate_seconds = round(time.perf_counter() - start, 3)
         return entry
     entry.validate_seconds = round(time.perf_counter() - start, 3)
     entry.accuracy, entry.test_samples, entry.parity = proof.accuracy, proof.test_samples, proof.parity
