@@ -33,8 +33,9 @@ def save_to_bentoml(model_dir: Path, manifest: ModelManifest, name: str) -> str:
         name,
         labels={"framework": manifest.framework, "architecture": manifest.architecture,
                 "dataset": manifest.dataset.name if manifest.dataset else "user"},
+        # BentoML metadata takes no None: a user's model (no training record) has no accuracy entry.
         metadata={"deploykit_version": manifest.deploykit_version, "formats_passed": passed,
-                  "accuracy": manifest.training.accuracy if manifest.training else None},
+                  **({"accuracy": manifest.training.accuracy} if manifest.training else {})},
     ) as stored:
         manifest.bentoml_tag = str(stored.tag)
         manifest.write(model_dir)
