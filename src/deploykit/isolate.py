@@ -57,7 +57,10 @@ def one_line(exc: BaseException, width: int = 300) -> str:
     # TorchScript's interpreter errors open with a banner and a code listing; the reason is last.
     text = "" if not lines else lines[-1] if lines[0].startswith("The following operation failed") else lines[0]
     text = text if len(text) <= width else text[:width] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    kind = type(exc).__name__
+    if text.startswith(f"{kind}: "):  # TorchScript repeats the type in its last line
+        return text
+    return f"{kind}: {text}" if text else kind
 
 
 def _runtime_class(module: str, name: str):
