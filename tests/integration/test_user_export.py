@@ -20,7 +20,7 @@ from deploykit.export.onnx import OnnxExporter
 from deploykit.manifest import ModelManifest
 from deploykit.outputs import softmax
 from deploykit.runtimes import RUNTIMES, load_artifact
-from deploykit.runtimes.base import Runtime
+from deploykit.runtimes.onnxruntime_rt import OnnxRuntime
 from deploykit.user_export import FitOptions, export_user_model
 
 
@@ -107,19 +107,10 @@ def test_constant_outputs_give_a_weak_parity_not_a_plain_pass(tmp_path):
 
 
 # -- one format crashing natively, another raising, while the others pass -----------------------------
-class AbortingRuntime(Runtime):
+class AbortingRuntime(OnnxRuntime):
+    """onnxruntime that aborts the process (a native crash) when it loads anything."""
+
     name = "test-aborting"
-    formats = ("onnx-crash",)
-    package = "deploykit"
-    extra = "test"
-
-    @classmethod
-    def available(cls, device="cpu"):
-        return True, ""
-
-    @classmethod
-    def version(cls):
-        return "0"
 
     def load(self, path, input_spec, output_spec=None, device="cpu", threads=None):
         os.abort()
