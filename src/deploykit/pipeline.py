@@ -17,9 +17,9 @@ from deploykit import __version__
 from deploykit.errors import DeployKitError, RuntimeUnavailable, UsageError
 from deploykit.export import ExportContext, resolve_formats
 from deploykit.export.savedmodel import replace_path
+from deploykit.isolate import Bars, one_line, validate_artifact
 from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, ModelManifest, TrainingInfo,
                                 atomic_write_text, path_bytes, sha256_file)
-from deploykit.isolate import Bars, one_line, validate_artifact
 from deploykit.runtimes import get_runtime
 from deploykit.validate import PARITY_SAMPLES
 
@@ -132,12 +132,12 @@ def _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float
     base = dict(format=exporter.key, path=exporter.filename, runtime=exporter.runtime)
     try:
         result = exporter.export(ctx)
+        export_seconds = time.perf_counter() - start
         ref = reference_probs if result.reference is None else result.reference(x_test[: len(reference_probs)])
     except Exception as exc:  # noqa: BLE001 - in-process export: any converter error is this format's failure
         reason = str(exc) if isinstance(exc, DeployKitError) else f"{exporter.key}: export raised {one_line(exc)}"
         return ArtifactEntry(**base, bytes=0, sha256="", input=ctx.input, status="failed", error=reason,
                              export_seconds=round(time.perf_counter() - start, 3))
-    export_seconds = time.perf_counter() - start
     ctx.produced[exporter.key] = result.path
     if result.output is not None:
         result.output.meaning = _output_meaning(ctx)
