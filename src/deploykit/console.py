@@ -60,7 +60,10 @@ _STYLE = {"passed": "green", "exported": "yellow", "failed": "red"}
 
 
 def artifact_table(manifests: list[ModelManifest], title: str = "artifacts") -> Table:
-    """model × format: status, size, accuracy, parity (reasons for failures are printed apart)."""
+    """model × format: status, size, accuracy, parity (reasons for failures are printed apart).
+
+    A pass whose reference was degenerate (Parity.strength "weak") reads "passed, parity weak".
+    """
     table = Table(title=title, title_justify="left", pad_edge=False)
     table.add_column("model / format")
     table.add_column("status")
@@ -71,8 +74,10 @@ def artifact_table(manifests: list[ModelManifest], title: str = "artifacts") -> 
         table.add_row(f"[bold]{manifest.model}[/bold] [dim]({manifest.framework})[/dim]", "trained", "", train_acc, "", "")
         for a in manifest.artifacts:
             par = a.parity
+            weak = a.status == "passed" and par is not None and par.strength == "weak"
+            status = "[yellow]passed, parity weak[/]" if weak else f"[{_STYLE[a.status]}]{a.status}[/]"
             table.add_row(
-                f"  {a.format}", f"[{_STYLE[a.status]}]{a.status}[/]", human_bytes(a.bytes) if a.bytes else "—",
+                f"  {a.format}", status, human_bytes(a.bytes) if a.bytes else "—",
                 f"{a.accuracy:.2%}" if a.accuracy is not None else "—",
                 f"{par.max_abs_diff:.1e}" if par else "—", f"{par.top1_agreement:.2%}" if par else "—",
             )

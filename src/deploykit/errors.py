@@ -8,6 +8,7 @@ __all__ = [
     "DataError",
     "ExportError",
     "ValidationFailed",
+    "ValidationCrashed",
     "RuntimeUnavailable",
     "ArtifactLoadError",
     "InferenceError",
@@ -70,3 +71,7 @@ class MissingDependency(DeployKitError):
 def unknown_name(kind: str, name: str, known) -> UsageError:
     """The error for a name that is not in a registry, listing the ones that are."""
     return UsageError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
+
+
+class ValidationCrashed(ValidationFailed):
+    """The runtime died (signal, abort) or hung while loading or running an artifact."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploykit.errors import ChecksumMismatch, ManifestError, unknown_name
+from deploykit.fileperm import publish
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,6 +37,10 @@ __all__ = [
     "find_manifests",
     "path_bytes",
     "OutputSpec",
+    "SourceInfo",
+    "STALE",
+    "carry_over_entries",
+    "remove_previous",
 ]
 
 SCHEMA_VERSION = 1
@@ -67,6 +73,9 @@ class InputSpec(_Model):
     scale: Optional[float] = None
     zero_point: Optional[int] = None
     normalisation: str = "pixel/255 -> [0,1], white digit on black"
+    # The same, machine-readable: model input = pixel × pixel_scale + pixel_offset (pixels 0..255).
+    pixel_scale: float = 1 / 255
+    pixel_offset: float = 0.0
 
 
 class OutputSpec(_Model):
@@ -87,6 +96,12 @@ class Parity(_Model):
     accuracy_drop_points: Optional[float] = None
     max_accuracy_drop_points: Optional[float] = None
     passed: bool
+    # How much a pass says (deploykit.validate.reference_strength). "weak": the reference outputs
+    # are degenerate on the probe inputs (near-constant, or all one class), so a constant artifact
+    # would have passed too. A weak pass keeps status "passed" (the artifact does reproduce its
+    # model on what was checked, so serving and bench still select it); table and CLI flag it.
+    strength: Literal["strong", "weak"] = "strong"
+    weak_reason: Optional[str] = None
 
 
 class ArtifactEntry(_Model):
@@ -120,6 +135,8 @@ class DataInfo(_Model):
     note: Optional[str] = None
     origin: Optional[str] = Field(None, description="where a cached copy first came from (mirror URL, npm package)")
     verified: Optional[bool] = Field(None, description="all four files matched the canonical uncompressed SHA-256")
+    transform: Optional[str] = Field(None, description="how the images were fitted to the model input, "
+                                     "e.g. '28×28 → 32×32 by zero padding'")
 
 
 class TrainingInfo(_Model):
@@ -131,6 +148,13 @@ class TrainingInfo(_Model):
     loss: Optional[float] = None
     accuracy: float = Field(description="framework model's accuracy on the test set")
     extra: dict = Field(default_factory=dict)
+
+
+class SourceInfo(_Model):
+    """The user's model file an `export` started from (sha256 as in `sha256_file`)."""
+
+    path: str
+    sha256: str
 
 
 class ModelManifest(_Model):
@@ -147,6 +171,10 @@ class ModelManifest(_Model):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     deploykit_version: str = ""
     bentoml_tag: Optional[str] = None
+    # What the source model emits (deploykit.outputs); artifacts always return probabilities.
+    output_kind: Optional[Literal["probs", "logits"]] = None
+    output_kind_source: Optional[Literal["detected", "user", "reference"]] = None
+    source: Optional[SourceInfo] = None
 
     # -- lookup -------------------------------------------------------------------------------
     def artifact(self, fmt: str) -> ArtifactEntry:
@@ -156,7 +184,12 @@ class ModelManifest(_Model):
         raise unknown_name(f"format for model {self.model}", fmt, [a.format for a in self.artifacts])
 
     def upsert(self, entry: ArtifactEntry) -> None:
-        self.artifacts = [a for a in self.artifacts if a.format != entry.format] + [entry]
+        """Replace the entry of the same format in place, or append."""
+        formats = [a.format for a in self.artifacts]
+        if entry.format in formats:
+            self.artifacts[formats.index(entry.format)] = entry
+        else:
+            self.artifacts.append(entry)
 
     @property
     def passed(self) -> list[ArtifactEntry]:
@@ -230,10 +263,82 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        publish(tmp)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+STALE = "stale: "
+
+
+def _stale_reason(model_dir: Path, entry: ArtifactEntry, same_source: bool) -> Optional[str]:
+    if not entry.sha256 or (entry.error or "").startswith(STALE):
+        return None  # nothing was written (a failed export), or already marked
+    path = Path(model_dir) / entry.path
+    if not path.exists():
+        return "file missing since it was proven"
+    if sha256_file(path) != entry.sha256:
+        return "file changed since it was proven"
+    if not same_source:
+        return "exported from a different model (re-trained or replaced) than this manifest's"
+    return None
+
+
+def carry_over_entries(manifest: ModelManifest, model_dir: Path, *, same_source: Optional[bool] = None) -> list[str]:
+    """Keep the artifact entries of the manifest already in `model_dir` that `manifest` lacks.
+
+    Each carried entry is re-verified: when its file vanished or no longer matches its sha256, or it
+    was exported from another model (`same_source` False; None: compare `source.sha256` of the two
+    manifests), it becomes status "exported" with error "stale: <why>" (written, but no longer
+    proven for this model; serving and bench skip it, and it does not count as a failure). A later
+    export of that format replaces it. Returns the carried formats.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / MANIFEST_NAME).is_file():
+        return []
+    try:
+        previous = ModelManifest.read(model_dir)
+    except ManifestError:
+        return []  # unreadable: it is rewritten from scratch
+    if same_source is None:
+        same_source = bool(previous.source and manifest.source and previous.source.sha256 == manifest.source.sha256)
+    have = {a.format for a in manifest.artifacts}
+    carried = []
+    for old in previous.artifacts:
+        if old.format in have:
+            continue
+        entry = old.model_copy(deep=True)
+        reason = _stale_reason(model_dir, entry, same_source)
+        if reason:
+            entry.status, entry.error = "exported", STALE + reason
+        carried.append(entry)
+    manifest.artifacts = carried + manifest.artifacts
+    return [e.format for e in carried]
+
+
+def remove_previous(model_dir: Path) -> list[str]:
+    """`--clean`: delete what the manifest in `model_dir` recorded (artifacts, reference, manifest)."""
+    model_dir = Path(model_dir)
+    try:
+        previous = ModelManifest.read(model_dir)
+    except ManifestError:
+        return []
+    names = [a.path for a in previous.artifacts if a.sha256] + [previous.reference or REFERENCE_NAME, MANIFEST_NAME]
+    removed = []
+    for name in names:
+        path = model_dir / name
+        if path.resolve().parent != model_dir.resolve() and model_dir.resolve() not in path.resolve().parents:
+            continue  # never outside the model folder, whatever the manifest says
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 def find_manifests(paths: list[Path | str]) -> list[Path]:

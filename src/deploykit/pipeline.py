@@ -16,10 +16,12 @@ import numpy as np
 from deploykit import __version__
 from deploykit.errors import DeployKitError, RuntimeUnavailable, UsageError
 from deploykit.export import ExportContext, resolve_formats
+from deploykit.export.savedmodel import replace_path
+from deploykit.isolate import Bars, one_line, validate_artifact
 from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, ModelManifest, TrainingInfo,
-                                atomic_write_text, path_bytes, sha256_file)
+                                atomic_write_text, carry_over_entries, path_bytes, remove_previous, sha256_file)
 from deploykit.runtimes import get_runtime
-from deploykit.validate import PARITY_SAMPLES, prove
+from deploykit.validate import PARITY_SAMPLES
 
 __all__ = ["Reporter", "QuietReporter", "RunSummary", "export_and_prove", "train_export", "check_out_dir"]
 
@@ -94,17 +96,20 @@ def export_and_prove(
     float_accuracy: Optional[float],
     reporter: Reporter,
     stages: dict[str, float],
+    isolate: bool = True,
 ) -> list[ArtifactEntry]:
     """Export every format in `formats` that applies, prove each, and rewrite the manifest after each.
 
-    A failing format is recorded as failed with its reason and the others go on.
+    Each format is isolated: any exception of its exporter, and any crash of its runtime (validation
+    runs in a child process when `isolate`, see deploykit.isolate), is recorded as that format's
+    `failed` with a one-line reason, and the other formats go on.
     """
     exporters = resolve_formats(formats, ctx.framework, ctx.architecture)
     reporter.stage(f"{ctx.model_name}: export + prove", total=len(exporters))
     entries = []
     for cls in exporters:
         exporter = cls()
-        entry = _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy)
+        entry = _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy, isolate)
         stages[f"export:{ctx.model_name}:{cls.key}"] = entry.export_seconds or 0.0
         stages[f"validate:{ctx.model_name}:{cls.key}"] = entry.validate_seconds or 0.0
         manifest.upsert(entry)
@@ -115,17 +120,27 @@ def export_and_prove(
     return entries
 
 
-def _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy) -> ArtifactEntry:
+def _output_meaning(ctx: ExportContext) -> str:
+    if ctx.source_kind == "logits":
+        return "class probabilities (softmax appended at export: the model emits logits)"
+    return "class probabilities (the model's own output)"
+
+
+def _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float_accuracy, isolate=True) -> ArtifactEntry:
     start = time.perf_counter()
     target = model_dir / exporter.filename
     base = dict(format=exporter.key, path=exporter.filename, runtime=exporter.runtime)
     try:
         result = exporter.export(ctx)
-    except DeployKitError as exc:
-        return ArtifactEntry(**base, bytes=0, sha256="", input=ctx.input, status="failed", error=str(exc),
+        export_seconds = time.perf_counter() - start
+        ref = reference_probs if result.reference is None else result.reference(x_test[: len(reference_probs)])
+    except Exception as exc:  # noqa: BLE001 - in-process export: any converter error is this format's failure
+        reason = str(exc) if isinstance(exc, DeployKitError) else f"{exporter.key}: export raised {one_line(exc)}"
+        return ArtifactEntry(**base, bytes=0, sha256="", input=ctx.input, status="failed", error=reason,
                              export_seconds=round(time.perf_counter() - start, 3))
-    export_seconds = time.perf_counter() - start
     ctx.produced[exporter.key] = result.path
+    if result.output is not None:
+        result.output.meaning = _output_meaning(ctx)
     entry = ArtifactEntry(
         **{**base, "path": result.path.relative_to(model_dir).as_posix()},
         bytes=path_bytes(result.path), sha256=sha256_file(result.path), input=result.input, output=result.output,
@@ -135,17 +150,16 @@ def _export_one(exporter, ctx, model_dir, x_test, y_test, reference_probs, float
     )
     start = time.perf_counter()
     try:
-        predictor = get_runtime(exporter.runtime)().load(target if target.exists() else result.path,
-                                                         result.input, result.output)
-        ref = reference_probs if result.reference is None else result.reference(x_test[: len(reference_probs)])
-        proof = prove(predictor, exporter, x_test, y_test, ref, float_accuracy)
-        predictor.close()
+        proof = validate_artifact(exporter.runtime, target if target.exists() else result.path, result.input,
+                                  result.output, Bars.of(exporter), x_test, y_test, ref, float_accuracy,
+                                  isolate=isolate)
     except RuntimeUnavailable as exc:
         entry.error = f"not validated: {exc}"
         entry.validate_seconds = round(time.perf_counter() - start, 3)
         return entry
     except DeployKitError as exc:
         entry.status, entry.error = "failed", f"does not load in {exporter.runtime}: {exc}"
+        entry.validate_seconds = round(time.perf_counter() - start, 3)
         return entry
     entry.validate_seconds = round(time.perf_counter() - start, 3)
     entry.accuracy, entry.test_samples, entry.parity = proof.accuracy, proof.test_samples, proof.parity
@@ -159,7 +173,7 @@ def write_reference(model_dir: Path, x_uint8: np.ndarray, y: Optional[np.ndarray
     path = model_dir / REFERENCE_NAME
     tmp = model_dir / f".{REFERENCE_NAME}.tmp.npz"
     np.savez_compressed(tmp, x=x_uint8, y=y if y is not None else np.array([], np.int64), probs=probs.astype(np.float32))
-    tmp.replace(path)
+    replace_path(tmp, path)
     return REFERENCE_NAME
 
 
@@ -178,6 +192,7 @@ def train_export(
     calibration_samples: int = 500,
     qat_samples: int = 10_000,
     store: bool = True,
+    clean: bool = False,
     reporter: Optional[Reporter] = None,
 ) -> RunSummary:
     from deploykit.data import load_dataset, normalize
@@ -208,6 +223,8 @@ def train_export(
 
     for spec in specs:
         model_dir = out / dataset / spec.name
+        if clean:
+            remove_previous(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         reporter.stage(f"{spec.name}: training", total=epochs)
         result = train_model(spec, x_train, ds.y_train, x_test, ds.y_test, epochs=epochs, batch_size=batch_size,
@@ -228,6 +245,9 @@ def train_export(
             reference=write_reference(model_dir, ds.x_test[:n_ref], ds.y_test[:n_ref], ref_probs),
         )
         _save_framework_model(result.model, spec.framework, model_dir)
+        # Artifacts of an earlier run stay listed, marked stale (they came from other weights) until
+        # this run re-exports their format; --clean deletes them first instead.
+        carry_over_entries(manifest, model_dir, same_source=False)
         manifest.write(model_dir)
         summary.stages[f"reference:{spec.name}"] = round(time.perf_counter() - t, 3)
         ctx = ExportContext(

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from deploykit.errors import ManifestError, MissingDependency
+from deploykit.fileperm import publish
 from deploykit.manifest import ModelManifest
 
 __all__ = ["save_to_bentoml", "resolve_model_dir", "bentoml_name"]
@@ -32,12 +33,15 @@ def save_to_bentoml(model_dir: Path, manifest: ModelManifest, name: str) -> str:
         name,
         labels={"framework": manifest.framework, "architecture": manifest.architecture,
                 "dataset": manifest.dataset.name if manifest.dataset else "user"},
+        # BentoML metadata takes no None: a user's model (no training record) has no accuracy entry.
         metadata={"deploykit_version": manifest.deploykit_version, "formats_passed": passed,
-                  "accuracy": manifest.training.accuracy if manifest.training else None},
+                  **({"accuracy": manifest.training.accuracy} if manifest.training else {})},
     ) as stored:
         manifest.bentoml_tag = str(stored.tag)
         manifest.write(model_dir)
         shutil.copytree(model_dir, stored.path, dirs_exist_ok=True)
+    # The store's own files (model.yaml) and folders are made private; a server reads them too.
+    publish(bentoml.models.get(manifest.bentoml_tag).path)
     return manifest.bentoml_tag
 
 

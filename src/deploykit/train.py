@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-__all__ = ["TrainResult", "EpochCallback", "train_model", "framework_predict"]
+__all__ = ["TrainResult", "EpochCallback", "train_model", "framework_predict", "framework_outputs"]
 
 # on_epoch(epoch_index, epochs, loss, train_accuracy)
 EpochCallback = Callable[[int, int, float, float], None]
@@ -38,16 +38,28 @@ def train_model(spec, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
     return TrainResult(model, seconds, history[-1]["loss"] if history else float("nan"), acc, history)
 
 
-def framework_predict(model, framework: str, x: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Probabilities from the framework model itself (the reference every artifact is compared with)."""
+def framework_predict(model, framework: str, x: np.ndarray, batch: int = 1000,
+                      output_kind: Optional[str] = None) -> np.ndarray:
+    """Probabilities from the framework model itself (the reference every artifact is compared with).
+
+    `output_kind` is what the model emits (deploykit.outputs); None: the reference models' kind.
+    """
+    from deploykit.outputs import framework_default_kind, to_probs
+
+    return to_probs(framework_outputs(model, framework, x, batch), framework_default_kind(framework, output_kind))
+
+
+def framework_outputs(model, framework: str, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """The framework model's raw outputs, float32, as it returns them (no softmax added)."""
     if framework == "keras":
         # model(x) in graph-free eager batches: model.predict builds a tf.data pipeline per call.
-        return np.concatenate([np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)])
+        outs = [np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)]
+        return np.concatenate(outs).astype(np.float32)
     import torch
 
     model.eval()
     with torch.inference_mode():
-        outs = [torch.softmax(model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch]))), 1).numpy()
+        outs = [model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch]))).numpy()
                 for i in range(0, len(x), batch)]
     return np.concatenate(outs).astype(np.float32)
 

@@ -3,6 +3,10 @@
 Bars come from the exporter class (issue #2): float formats top-1 agreement ≥ 99.9 % and
 max |Δp| ≤ 1e-4 (fp16 ≤ 1e-2); int8 formats top-1 agreement ≥ 98 % and accuracy within one point
 of the float32 model. Every shortfall is collected into one message rather than stopping at the first.
+
+A proof also says how strong it is (`reference_strength`): when the reference outputs barely vary
+across the probe inputs, or put every input in one class, the bars cannot tell the artifact from a
+constant function, and the parity is marked weak with the reason.
 """
 
 from __future__ import annotations
@@ -15,10 +19,31 @@ import numpy as np
 from deploykit.manifest import Parity
 from deploykit.runtimes.base import Predictor
 
-__all__ = ["PARITY_SAMPLES", "Proof", "prove", "accuracy", "predict_batched", "parity"]
+__all__ = ["PARITY_SAMPLES", "Proof", "prove", "accuracy", "predict_batched", "parity", "reference_strength",
+           "MIN_SPREAD"]
 
 PARITY_SAMPLES = 1000
 EVAL_BATCH = 1000
+# Weak when every class's probability spans less than this across the probe inputs: the constant
+# artifact returning the midpoints is then within MIN_SPREAD/2 = 1e-4 (the strictest |Δp| bar) of
+# every reference row, so the float bar holds for it as well as for a faithful artifact.
+MIN_SPREAD = 2e-4
+
+
+def reference_strength(ref: np.ndarray) -> tuple[str, Optional[str]]:
+    """("strong", None) or ("weak", reason) for reference probabilities (N×classes)."""
+    ref = np.asarray(ref, np.float64)
+    if len(ref) < 2:
+        return "weak", f"only {len(ref)} reference input"
+    spread = float((ref.max(axis=0) - ref.min(axis=0)).max())
+    if not spread >= MIN_SPREAD:
+        return "weak", (f"reference outputs near-constant across {len(ref)} inputs (largest per-class "
+                        f"spread {spread:.1e} < {MIN_SPREAD:.0e}): a constant artifact would pass")
+    top = np.unique(ref.argmax(axis=1))
+    if len(top) == 1 and ref.shape[1] > 1:
+        return "weak", (f"every one of {len(ref)} reference inputs is predicted as class {int(top[0])}: "
+                        "top-1 agreement tests one class only")
+    return "strong", None
 
 
 @dataclass
@@ -53,9 +78,10 @@ def parity(ref: np.ndarray, got: np.ndarray, *, atol: Optional[float], min_top1:
         failures.append(f"top-1 agreement {agree:.2%} < {min_top1:.1%}")
     if max_acc_drop is not None and acc_drop is not None and acc_drop > max_acc_drop:
         failures.append(f"accuracy {acc_drop:.2f} points below float32 (allowed {max_acc_drop})")
+    strength, weak_reason = reference_strength(ref)
     result = Parity(samples=len(ref), max_abs_diff=diff, top1_agreement=agree, atol=atol,
                     min_top1_agreement=min_top1, accuracy_drop_points=acc_drop, max_accuracy_drop_points=max_acc_drop,
-                    passed=not failures)
+                    passed=not failures, strength=strength, weak_reason=weak_reason)
     return result, failures
 
 

@@ -94,3 +94,16 @@ def test_export_a_model_no_dataset_fits_checks_parity_on_random_inputs(tmp_path)
     for a in manifest.artifacts:
         assert a.status == "passed", a.error
         assert a.accuracy is None and a.parity.samples == 1000 and a.parity.max_abs_diff <= 1e-4
+
+
+def test_train_export_again_keeps_earlier_artifacts_listed_as_stale_and_clean_drops_them(tmp_path):
+    kw = dict(models="torch-mlp", epochs=1, batch_size=64, seed=0, out=tmp_path, store=False)
+    train_export("mnist", formats="onnx", **kw)
+    train_export("mnist", formats="torchscript", **kw)
+    m = ModelManifest.read(tmp_path / "mnist" / "torch-mlp")
+    status = {a.format: (a.status, (a.error or "")[:6]) for a in m.artifacts}
+    assert status == {"onnx": ("exported", "stale:"), "torchscript": ("passed", "")}
+    train_export("mnist", formats="torchscript", clean=True, **kw)
+    m = ModelManifest.read(tmp_path / "mnist" / "torch-mlp")
+    assert [a.format for a in m.artifacts] == ["torchscript"]
+    assert not (tmp_path / "mnist" / "torch-mlp" / "model.onnx").exists()

@@ -49,6 +49,16 @@ class ExportContext:
     # Produced by earlier exporters and reused (e.g. the SavedModel for tf2onnx); keyed by format.
     produced: dict[str, Path] = field(default_factory=dict)
     progress: Callable[[str], None] = lambda msg: None
+    # What `model` returns (deploykit.outputs): None is the reference models' kind (torch logits,
+    # Keras probabilities). Torch exporters append softmax to logits; a Keras model that emits
+    # logits is handed over already wrapped in a Softmax layer (user_export does it).
+    output_kind: Optional[str] = None
+
+    @property
+    def source_kind(self) -> str:
+        from deploykit.outputs import framework_default_kind
+
+        return framework_default_kind(self.framework, self.output_kind)
 
 
 @dataclass

@@ -4,7 +4,7 @@ Keras: tf2onnx's in-process `from_function` on a tf.function around the model, w
 input signature (dynamic batch). It converts the same graph the SavedModel serves, without a
 `python -m tf2onnx.convert` child process (which pays TensorFlow's import, ~5 s, per model).
 
-PyTorch: `torch.onnx.export(WithSoftmax(model))`. The TorchScript-based exporter (dynamo=False) is
+PyTorch: `torch.onnx.export(for_export(model))` (softmax appended to logits only). The TorchScript-based exporter (dynamo=False) is
 the default here: it writes opset 17 directly (the same opset as the Keras path, which older edge
 onnxruntime builds read), one self-contained file, a plain graph (Flatten/Gemm/Conv/Softmax), takes
 TorchScript modules as well as nn.Modules, and needs ~0.1 s. The torch.export-based exporter
@@ -107,12 +107,12 @@ def _from_torch(ctx: ExportContext, opset: int, dynamo: bool, fmt: str, tmp: Pat
         import torch
     except ImportError as exc:
         raise MissingDependency("torch", "torch") from exc
-    from deploykit.models.torch import WithSoftmax
+    from deploykit.models.torch import for_export
 
     onnx = _import_onnx()
     model = ctx.model
     was_training = getattr(model, "training", False)
-    wrapped = WithSoftmax(model).eval()
+    wrapped = for_export(model, ctx.source_kind).eval()
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     example = torch.zeros([2, *ctx.input.shape[1:]], dtype=getattr(torch, ctx.input.dtype), device=device)

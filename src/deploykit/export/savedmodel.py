@@ -23,6 +23,7 @@ from typing import Iterator, Optional
 
 from deploykit.errors import ExportError, MissingDependency, RuntimeUnavailable
 from deploykit.export.base import ExportContext, Exporter, ExportResult, register
+from deploykit.fileperm import publish
 from deploykit.manifest import InputSpec, OutputSpec
 
 __all__ = [
@@ -146,6 +147,7 @@ def replace_path(tmp: Path, final: Path) -> Path:
         shutil.rmtree(final)
     elif final.exists():
         final.unlink()
+    publish(tmp)  # mkstemp/mkdtemp made it 0600/0700
     os.replace(tmp, final)  # same file system: callers make `tmp` beside `final`
     return final
 

@@ -1,4 +1,4 @@
-"""TorchScript: `torch.jit.trace(WithSoftmax(model))`, saved with `torch.jit.save`.
+"""TorchScript: `torch.jit.trace(for_export(model))` (softmax appended to logits only), saved with `torch.jit.save`.
 
 Tracing records the operations run on one example; a model whose code depends on the batch size
 (e.g. `x.view(2, -1)`) would be specialised to it. The trace is therefore checked against the
@@ -28,18 +28,18 @@ class TorchScriptExporter(Exporter):
     frameworks = frozenset({"torch"})
     runtime = "torch"
     filename = "model.torchscript.pt"
-    description = "TorchScript archive (torch.jit.trace of the model with softmax), loads with torch.jit.load"
+    description = "TorchScript archive (torch.jit.trace of the model, softmax appended to logits), loads with torch.jit.load"
 
     def export(self, ctx: ExportContext) -> ExportResult:
         try:
             import torch
         except ImportError as exc:
             raise MissingDependency("torch", "torch") from exc
-        from deploykit.models.torch import WithSoftmax
+        from deploykit.models.torch import for_export
 
         model = ctx.model
         was_training = getattr(model, "training", False)
-        wrapped = WithSoftmax(model).eval()
+        wrapped = for_export(model, ctx.source_kind).eval()
         param = next(iter(model.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
         dtype = getattr(torch, ctx.input.dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MLP", "CNN", "WithSoftmax", "build"]
+__all__ = ["MLP", "CNN", "WithSoftmax", "AsIs", "for_export", "build"]
 
 
 class MLP(nn.Module):
@@ -39,6 +39,22 @@ class WithSoftmax(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model(x), dim=1)
+
+
+class AsIs(nn.Module):
+    """A model that already returns probabilities, in the same one-module shape as WithSoftmax."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def for_export(model: nn.Module, output_kind: str) -> nn.Module:
+    """What an exporter traces: softmax appended to logits, probabilities left as they are."""
+    return (WithSoftmax if output_kind == "logits" else AsIs)(model)
 
 
 def build(architecture: str, num_classes: int = 10, seed: int = 0) -> nn.Module:
