@@ -31,9 +31,10 @@ import numpy as np
 
 from deploykit.errors import DeployKitError, RuntimeUnavailable, ValidationCrashed, ValidationFailed
 from deploykit.manifest import InputSpec, OutputSpec
+from deploykit.runtimes.base import one_line
 from deploykit.validate import Proof, prove
 
-__all__ = ["Bars", "validate_artifact", "one_line", "VALIDATE_TIMEOUT"]
+__all__ = ["Bars", "validate_artifact", "VALIDATE_TIMEOUT"]
 
 VALIDATE_TIMEOUT = 900.0  # seconds; a runtime that hangs longer is recorded as crashed
 
@@ -49,18 +50,6 @@ class Bars:
     @classmethod
     def of(cls, exporter) -> "Bars":
         return cls(exporter.atol, exporter.min_top1_agreement, exporter.max_accuracy_drop_points)
-
-
-def one_line(exc: BaseException, width: int = 300) -> str:
-    """`Type: message` on one line; TorchScript's multi-line errors keep their last meaningful line."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    # TorchScript's interpreter errors open with a banner and a code listing; the reason is last.
-    text = "" if not lines else lines[-1] if lines[0].startswith("The following operation failed") else lines[0]
-    text = text if len(text) <= width else text[:width] + "…"
-    kind = type(exc).__name__
-    if text.startswith(f"{kind}: "):  # TorchScript repeats the type in its last line
-        return text
-    return f"{kind}: {text}" if text else kind
 
 
 def _runtime_class(module: str, name: str):

@@ -17,7 +17,8 @@ from deploykit import __version__
 from deploykit.errors import DeployKitError, RuntimeUnavailable, UsageError
 from deploykit.export import ExportContext, resolve_formats
 from deploykit.export.savedmodel import replace_path
-from deploykit.isolate import Bars, one_line, validate_artifact
+from deploykit.isolate import Bars, validate_artifact
+from deploykit.runtimes.base import one_line
 from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, ModelManifest, TrainingInfo,
                                 atomic_write_text, carry_over_entries, path_bytes, remove_previous, sha256_file)
 from deploykit.runtimes import get_runtime

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from deploykit.errors import UsageError
-from deploykit.isolate import one_line
+from deploykit.runtimes.base import one_line
 from deploykit.manifest import InputSpec
 
 __all__ = ["UserModel", "check_source", "load_user_model", "infer_layout", "USER_NORMALISATION"]

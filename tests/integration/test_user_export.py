@@ -112,7 +112,7 @@ class AbortingRuntime(OnnxRuntime):
 
     name = "test-aborting"
 
-    def load(self, path, input_spec, output_spec=None, device="cpu", threads=None):
+    def open(self, path, input_spec, output_spec=None, device="cpu", threads=None):
         os.abort()
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from deploykit.errors import RuntimeUnavailable, ValidationCrashed, ValidationFailed
-from deploykit.isolate import Bars, one_line, validate_artifact
+from deploykit.isolate import Bars, validate_artifact
+from deploykit.runtimes.base import one_line
 from deploykit.manifest import InputSpec
 from deploykit.runtimes import RUNTIMES
 from deploykit.runtimes.base import Predictor, Runtime
@@ -43,14 +44,14 @@ class _TestRuntime(Runtime):
 class OkRuntime(_TestRuntime):
     name = "test-ok"
 
-    def load(self, path, input_spec, output_spec=None, device="cpu", threads=None):
+    def open(self, path, input_spec, output_spec=None, device="cpu", threads=None):
         return _Identity(input_spec, output_spec)
 
 
 class AbortRuntime(_TestRuntime):
     name = "test-abort"
 
-    def load(self, path, input_spec, output_spec=None, device="cpu", threads=None):
+    def open(self, path, input_spec, output_spec=None, device="cpu", threads=None):
         print("about to abort", flush=True)
         os.abort()
 
@@ -58,21 +59,21 @@ class AbortRuntime(_TestRuntime):
 class SegfaultRuntime(_TestRuntime):
     name = "test-segv"
 
-    def load(self, path, input_spec, output_spec=None, device="cpu", threads=None):
+    def open(self, path, input_spec, output_spec=None, device="cpu", threads=None):
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
 class RaisingRuntime(_TestRuntime):
     name = "test-raise"
 
-    def load(self, path, input_spec, output_spec=None, device="cpu", threads=None):
+    def open(self, path, input_spec, output_spec=None, device="cpu", threads=None):
         raise RuntimeError("failed to create XNNPACK runtime\nsecond line of detail")
 
 
 class MissingRuntime(_TestRuntime):
     name = "test-missing"
 
-    def load(self, path, input_spec, output_spec=None, device="cpu", threads=None):
+    def open(self, path, input_spec, output_spec=None, device="cpu", threads=None):
         raise RuntimeUnavailable("no such device here")
 
 
@@ -103,7 +104,7 @@ def test_a_native_crash_is_a_one_line_error(runtime, signame):
 
 def test_a_runtime_exception_is_one_line_in_and_out_of_process():
     for isolate in (True, False):
-        with pytest.raises(ValidationFailed, match="^RuntimeError: failed to create XNNPACK runtime$"):
+        with pytest.raises(ValidationFailed, match="^test-raise cannot load unused: RuntimeError: failed to create XNNPACK runtime$"):
             _validate("test-raise", isolate=isolate)
 
 

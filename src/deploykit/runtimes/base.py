@@ -143,8 +143,15 @@ class Runtime(ABC):
         """The backend's own load; `load` wraps it. Raise RuntimeUnavailable when the device is missing."""
 
 
-def one_line(exc: BaseException, limit: int = 240) -> str:
-    """`Type: first line of the message`, cut to `limit` characters (backends print pages)."""
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def one_line(exc: BaseException, width: int = 300) -> str:
+    """`Type: message` on one line, cut to `width` (backends print pages).
+
+    TorchScript's interpreter errors open with a banner and a code listing; their reason is last.
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = "" if not lines else lines[-1] if lines[0].startswith("The following operation failed") else lines[0]
+    text = text if len(text) <= width else text[:width] + "…"
+    kind = type(exc).__name__
+    if text.startswith(f"{kind}: "):  # TorchScript repeats the type in its last line
+        return text
+    return f"{kind}: {text}" if text else kind
