@@ -31,7 +31,7 @@ def deploykit(*args, timeout=600):
 
 @pytest.fixture(scope="module")
 def old_runtime_env():
-    """The isolated tflite-runtime 2.14.0 environment (cached in the session's DEPLOYKIT_CACHE)."""
+    """The isolated tflite-runtime 2.14.0 environment (cached in $DEPLOYKIT_RUNTIMES, kept between test runs)."""
     return ensure_runtime_env(parse_runtime_spec(OLD_RUNTIME))
 
 
