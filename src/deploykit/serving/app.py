@@ -24,7 +24,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
 
 from deploykit.serving.config import ServeSettings
 from deploykit.serving.decode import check_batch_size, decode_image, decode_json_batch
@@ -152,6 +152,26 @@ def _json_errors(router):
     return app
 
 
+class _NotFound(BaseRoute):
+    """The last route: any path nothing else serves gets a JSON 404. Hand-written because BentoML
+    renders its router's 404 as plain text and offers no handler for it; it matches only what no
+    route of this app or of BentoML serves (BentoML's own routes come first; its static folders,
+    mounted after this app, are left to it), so known paths keep their 405."""
+
+    def __init__(self, known: set[str], left_to_bentoml: tuple[str, ...] = ("/static_content", "/assets")):
+        self.known, self.left_to_bentoml = known, left_to_bentoml
+
+    def matches(self, scope):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.known or path.startswith(self.left_to_bentoml):
+            return Match.NONE, {}
+        return Match.FULL, {}
+
+    async def handle(self, scope, receive, send) -> None:
+        body = error_body("not_found", f"no route {scope.get('path', '')}; see GET /docs.json")
+        await Response(body, status_code=404, media_type=_JSON)(scope, receive, send)
+
+
 class _Endpoint:
     """A handler `async (Request) -> Response` as a plain ASGI app. Starlette wraps function
     endpoints in a per-request exception-handling layer; these handlers turn every client error into
@@ -188,6 +208,7 @@ class ServingApp:
             # Reached only when BentoML's own /metrics route is off (bentoml_http_metrics=false).
             Route("/metrics", _Endpoint(self.prometheus), methods=["GET"]),
         ])
+        self.asgi.router.routes.append(_NotFound({r.path for r in self.asgi.router.routes}))
 
     def attach(self, engine: Engine, settings: ServeSettings) -> None:
         self.engine = engine
