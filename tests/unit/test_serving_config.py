@@ -162,3 +162,12 @@ def test_dockerfile_and_bentofile_point_at_the_same_service():
     for src in re.findall(r"^COPY (\S+) ", text, re.M):
         if not src.startswith("$"):
             assert (ROOT / src).exists(), src
+
+
+def test_the_body_timeout_must_be_below_bentomls_request_timeout():
+    from deploykit.errors import UsageError
+    from deploykit.serving.config import ServeSettings
+
+    with pytest.raises(UsageError, match="body_timeout_s .* must be below request_timeout_s"):
+        ServeSettings.from_sources({"body_timeout_s": "10", "request_timeout_s": "10"})
+    assert ServeSettings.from_sources({"body_timeout_s": "3"}).body_timeout_s == 3.0

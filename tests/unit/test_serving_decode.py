@@ -216,3 +216,19 @@ def test_damaged_files_are_always_a_client_error(fmt):
             assert 400 <= exc.status < 500
             outcomes.add(exc.code)
     assert "corrupt_image" in outcomes or "unsupported_image" in outcomes
+
+
+def test_a_huge_canvas_is_shrunk_before_padding_so_memory_stays_small():
+    import tracemalloc
+
+    buf = io.BytesIO()
+    canvas = np.zeros((1000, 16000), np.uint8)
+    canvas[:, 7000:9000] = 255  # a light band in the middle: 3.5 × 1.75 pixels at 28×28
+    Image.fromarray(canvas).save(buf, format="PNG")
+    tracemalloc.start()
+    x = decode_image(buf.getvalue(), max_pixels=20_000_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # Padded to a float32 square first, this was 16000² × 4 bytes = 1 GB of numpy memory.
+    assert peak < 20 << 20, f"{peak / 2**20:.0f} MiB"
+    assert x.shape == (28, 28) and x[14, 14] > 0.5 and x[0, 0] == 0.0

@@ -66,4 +66,24 @@ def serve_cmd(
 
     console.print(f"deploykit: http://{host}:{port}  (POST /predict, POST /predict_image, GET /readyz, /metrics, docs at /)",
                   markup=False, soft_wrap=True)
+    _check_port_free(host, port)
     DeployKitService.serve_http(host=host, port=port)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """BentoML binds the port deep inside its arbiter and a port in use ends in a 61-line traceback;
+    binding it here first (as BentoML will: SO_REUSEADDR) turns that into one line and exit 2."""
+    import errno
+    import socket
+
+    from deploykit.errors import UsageError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use: stop what listens there or pass --port") from None
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deploykit.errors import UsageError
 
@@ -37,10 +37,18 @@ class ServeSettings(BaseModel):
     max_latency_ms: int = Field(500, ge=1, description="adaptive batching: a request waiting longer gets 503")
     max_images: int = Field(64, ge=1, description="most images in one request")
     max_body_bytes: int = Field(4 << 20, ge=1024, description="largest request body")
-    max_image_pixels: int = Field(16_000_000, ge=784, description="largest uploaded image (width × height)")
+    max_image_pixels: int = Field(
+        4096 * 3072, ge=784, description="largest uploaded image (width × height), read from its header before "
+                                        "decoding; default 12.6 MP, a 12-megapixel photo")
+    body_timeout_s: float = Field(
+        5.0, gt=0, description="whole request body within this time, else 408 and the connection closed; "
+                               "below request_timeout_s")
+    max_uploads: int = Field(
+        64, ge=1, description="requests per worker still sending their body (past the first packet); beyond: 503")
+    decode_threads: int = Field(2, ge=1, description="threads decoding and resizing images per worker")
     max_queue: int = Field(1024, ge=1, description="images admitted per worker (queued + running); beyond: 503")
     max_concurrency: int = Field(
-        128, ge=1, description="prediction requests in progress per worker, body reads included; beyond: 503 "
+        128, ge=1, description="prediction requests in progress per worker, once their body is read; beyond: 503 "
                                "(bounds memory: at most this many bodies of max_body_bytes)")
     invert: Literal["auto", "always", "never"] = Field("auto", description="image polarity rule (see decode.py)")
     warmup_s: float = Field(0.5, ge=0, description="minimum warm-up time before the server reports ready")
@@ -51,6 +59,13 @@ class ServeSettings(BaseModel):
     bentoml_http_metrics: bool = Field(
         True, description="BentoML's per-request HTTP metrics (by path and status); off: ~15 % more req/s, "
                           "/metrics then has deploykit's own metrics only")
+
+    @model_validator(mode="after")
+    def _body_before_request_timeout(self) -> "ServeSettings":
+        if self.body_timeout_s >= self.request_timeout_s:
+            raise ValueError(f"body_timeout_s ({self.body_timeout_s:g}) must be below request_timeout_s "
+                             f"({self.request_timeout_s:g}): BentoML answers 504 at the latter")
+        return self
 
     @classmethod
     def from_sources(cls, args: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> "ServeSettings":
@@ -69,6 +84,8 @@ class ServeSettings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
+            if not where:  # a rule across settings (the validator above)
+                raise UsageError(f"serving settings: {first['msg'].removeprefix('Value error, ')}") from None
             raise UsageError(f"serving setting {where}={first.get('input')!r}: {first['msg']}") from None
 
     def as_args(self) -> dict[str, str]:

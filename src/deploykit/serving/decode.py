@@ -106,6 +106,10 @@ def _shape_problem(images: list) -> str:
 
 # -- images ----------------------------------------------------------------------------------------
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
+# Images with a longer side of 2 × this or more are first shrunk by an integer factor (box average)
+# to a longer side of at least this, so that padding to a square and the float copies stay small
+# (a 16000×1000 image padded as float32 was 1 GB); smaller images are processed exactly as before.
+WORK_SIDE = 256
 
 
 def decode_image(data: bytes, *, max_pixels: int, invert: Invert = "auto") -> np.ndarray:
@@ -131,6 +135,8 @@ def decode_image(data: bytes, *, max_pixels: int, invert: Invert = "auto") -> np
     if w * h > max_pixels:  # checked before decoding: a small file can declare a huge canvas
         raise BadRequest(413, "image_too_large", f"image is {w}x{h} pixels; the limit is {max_pixels} pixels")
     try:
+        if img.format == "JPEG" and max(w, h) >= 2 * WORK_SIDE:
+            img.draft(img.mode, (WORK_SIDE, WORK_SIDE))  # the decoder scales by 1/2..1/8: less to decode
         img.load()
         return image_to_canonical(img, invert=invert)
     except Exception as exc:  # noqa: BLE001 - see above
@@ -142,6 +148,13 @@ def image_to_canonical(img, *, invert: Invert = "auto") -> np.ndarray:
     from PIL import Image, ImageOps
 
     img = ImageOps.exif_transpose(img)
+    factor = max(img.size) // WORK_SIDE
+    if factor >= 2:
+        if img.mode in ("P", "1"):
+            img = img.convert("RGBA" if "transparency" in img.info else "L")
+        elif img.mode.startswith("I;16"):
+            img = img.convert("I")
+        img = img.reduce(factor)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale by its range, not clip
         gray = np.asarray(img, dtype=np.float32) / 65535.0
     else:

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 import bentoml
 
+from deploykit.errors import DeployKitError
 from deploykit.serving.app import ServingApp
 from deploykit.serving.config import ServeSettings
 from deploykit.serving.engine import Engine, ModelInfo
@@ -81,7 +83,13 @@ class DeployKitService:
 
     @bentoml.on_deployment
     def check_before_serving() -> None:
-        prepared = prepare(SETTINGS)
+        # `bentoml serve` prints a ~50-line traceback for any exception raised here; a deploykit
+        # problem is one line on stderr and exit code 2 instead (as with `deploykit serve`).
+        try:
+            prepared = prepare(SETTINGS)
+        except DeployKitError as exc:
+            print(f"deploykit: error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         print(f"deploykit: {prepared.describe()}", flush=True)
 
     def __init__(self) -> None:
