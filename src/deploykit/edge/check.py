@@ -19,6 +19,7 @@ from deploykit.manifest import ModelManifest
 from deploykit.results import BenchRecord, ResultsFile, machine_info
 from deploykit.edge.compat import runtime_name, static_verdict, verdict
 from deploykit.edge.envs import RuntimeSpec, ensure_runtime_env, parse_runtime_spec
+from deploykit.edge.index import verify_version
 from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
 from deploykit.edge.profiles import DeviceProfile, get_profile
 from deploykit.edge.session import run_session
@@ -50,6 +51,11 @@ class CheckSettings:
         if profile is not None and str(spec) not in profile.runtimes:
             notes.append(f"{spec} is not among the runtimes the {profile.name} profile lists "
                          f"({', '.join(profile.runtimes)})")
+        if profile is None or str(spec) not in profile.runtimes:
+            # A profile's own runtime is a recorded fact (Coral's comes from its apt repository, not
+            # PyPI); a version typed by the user must exist somewhere.
+            notes += verify_version(spec.package, spec.version, arch=profile.arch if profile else "aarch64",
+                                    python=profile.python if profile else None)
         return spec, profile, notes
 
 
