@@ -25,10 +25,23 @@ from deploykit.edge.profiles import DeviceProfile, get_profile
 from deploykit.edge.session import run_session
 from deploykit.edge.transport import LocalTransport
 
-__all__ = ["CheckSettings", "run_check", "DEFAULT_PROFILE", "check_target"]
+__all__ = ["CheckSettings", "run_check", "DEFAULT_PROFILE", "check_target", "exit_code", "EXIT_UNKNOWN"]
 
 DEFAULT_PROFILE = "rpi4"
 CHECK_TIMEOUT_S = 300.0
+EXIT_INCOMPATIBLE = 1
+EXIT_UNKNOWN = 3  # distinct from 0: a CI must not pass a check that tested nothing
+
+
+def exit_code(records: list[BenchRecord]) -> tuple[int, list[str]]:
+    """(exit code, one line per artifact that is not compatible). 0 only when every artifact loaded and
+    matched; a definite failure (1) outranks an unknown (3)."""
+    bad = [r for r in records if (r.compat or {}).get("ok") is False]
+    unknown = [r for r in records if (r.compat or {}).get("ok") is None]
+    lines = [f"{r.model}/{r.format}: {r.reason}" for r in bad]
+    lines += [f"{r.model}/{r.format}: unknown ({r.compat.get('verdict') if r.compat else 'no verdict'}): "
+              f"{(r.reason or 'no reason recorded').splitlines()[0]}" for r in unknown]
+    return (EXIT_INCOMPATIBLE if bad else EXIT_UNKNOWN if unknown else 0), lines
 
 
 @dataclass

@@ -19,11 +19,13 @@ from typing import Optional
 
 from deploykit.edge.envs import runtimes_cache_dir
 
-__all__ = ["IndexAnswer", "index_versions", "device_platform", "verify_version", "INDEX_TIMEOUT_S"]
+__all__ = ["IndexAnswer", "index_versions", "device_platforms", "verify_version", "INDEX_TIMEOUT_S"]
 
 INDEX_TIMEOUT_S = 60
 CACHE_TTL_S = 24 * 3600
-_PLATFORMS = {"aarch64": "manylinux2014_aarch64", "armv7l": "linux_armv7l", "x86_64": "manylinux2014_x86_64"}
+# pip matches one exact platform tag per --platform: name the manylinux levels a device's glibc
+# takes (ai-edge-litert's aarch64 wheels are manylinux_2_27+, tflite-runtime's manylinux2014).
+_GLIBC_LEVELS = ("2014", "_2_27", "_2_28", "_2_31", "_2_34")
 
 
 @dataclass(frozen=True)
@@ -37,20 +39,22 @@ class IndexAnswer:
         return None if self.versions is None else version in self.versions
 
 
-def device_platform(arch: str, python: str) -> tuple[str, str]:
-    """A profile's (pip --platform tag, --python-version) pair."""
-    return _PLATFORMS.get(arch, arch), python
+def device_platforms(arch: str) -> tuple[str, ...]:
+    """pip --platform tags for a Linux device of this architecture."""
+    return tuple(f"manylinux{level}_{arch}" for level in _GLIBC_LEVELS) + (f"linux_{arch}",)
 
 
-def _cache_path(package: str, platform: Optional[str], python: Optional[str]):
-    key = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{package}-{platform or 'host'}-{python or sys.version_info[:2]}")
+def _cache_path(package: str, arch: Optional[str], python: Optional[str]):
+    host = f"host-py{sys.version_info.major}{sys.version_info.minor}"
+    key = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{package}-{arch}-py{python}" if arch else f"{package}-{host}")
     return runtimes_cache_dir() / "index" / f"{key}.json"
 
 
-def index_versions(package: str, *, platform: Optional[str] = None, python: Optional[str] = None) -> IndexAnswer:
-    """Versions of `package` with a wheel for this host (no platform given) or for platform/python."""
-    where = f"{platform}, Python {python}" if platform else "this host"
-    path = _cache_path(package, platform, python)
+def index_versions(package: str, *, arch: Optional[str] = None, python: Optional[str] = None) -> IndexAnswer:
+    """Versions of `package` with a wheel for this host (no arch given) or for a Linux `arch` device
+    running Python `python`."""
+    where = f"{arch} Linux, Python {python}" if arch else "this host"
+    path = _cache_path(package, arch, python)
     try:
         cached = json.loads(path.read_text())
         if time.time() - cached["at"] < CACHE_TTL_S:
@@ -59,8 +63,9 @@ def index_versions(package: str, *, platform: Optional[str] = None, python: Opti
         pass
     cmd = [sys.executable, "-m", "pip", "index", "versions", package, "--disable-pip-version-check",
            "--timeout", "10", "--retries", "1"]
-    if platform:
-        cmd += ["--platform", platform, "--python-version", python, "--only-binary=:all:"]
+    if arch:
+        cmd += [a for tag in device_platforms(arch) for a in ("--platform", tag)]
+        cmd += ["--python-version", python, "--only-binary=:all:"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=INDEX_TIMEOUT_S)
     except (subprocess.TimeoutExpired, OSError) as exc:
@@ -88,7 +93,7 @@ def verify_version(package: str, version: str, *, arch: str = "aarch64", python:
     host = index_versions(package)
     if host.has(version):
         return []
-    device = index_versions(package, platform=device_platform(arch, python)[0], python=python)
+    device = index_versions(package, arch=arch, python=python)
     if device.has(version):
         return [f"{package}=={version} exists on the package index for {device.where} only, not for this host"]
     answers = [a for a in (host, device) if a.versions is not None]
