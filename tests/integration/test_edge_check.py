@@ -162,3 +162,19 @@ def test_edgetpu_artifact_without_the_delegate_is_unavailable(old_runtime_env, t
     assert result["load"]["ok"] is False
     assert "Edge TPU delegate libedgetpu.so.1 unavailable" in result["load"]["unavailable"]
     assert "outputs" not in result
+
+
+def test_unknown_verdicts_exit_3_with_one_line_each(mnist_models, tmp_path):
+    """Coral's runtime does not install here and fp32's recorded minimum is met: nothing was tested, so
+    a CI must not read success."""
+    proc = deploykit("edge", "check", str(mnist_models / "keras-cnn"), "--profile", "coral-devboard",
+                     "--formats", "tflite-fp32", "--out", str(tmp_path / "coral.json"))
+    assert proc.returncode == 3, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("keras-cnn/tflite-fp32: unknown (unknown): not tried:")
+
+
+def test_compatible_exits_0(mnist_models, old_runtime_env, tmp_path):
+    proc = deploykit("edge", "check", str(mnist_models / "keras-cnn"), "--profile", "rpi4", "--formats",
+                     "tflite-fp32", "--out", str(tmp_path / "ok.json"))
+    assert proc.returncode == 0, proc.stderr

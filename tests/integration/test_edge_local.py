@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from deploykit.results import machine_info, read_results
 
 
@@ -12,19 +14,35 @@ def deploykit(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "deploykit", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_emulated_bench_is_labelled_pinned_and_reported_with_its_verdict(mnist_models, tmp_path):
-    model = str(mnist_models / "keras-cnn")
-    bench_out, check_out = tmp_path / "edge-bench.json", tmp_path / "edge-check.json"
-    proc = deploykit("edge", "bench", model, "--target", "local", "--profile", "rpi4", "--runtime",
-                     "tflite-runtime==2.14.0", "--formats", "tflite-fp32,tflite-dynamic", "--min-time", "0.1",
-                     "--samples", "100", "--out", str(bench_out))
+@pytest.fixture(scope="module")
+def rpi4_check(mnist_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("check") / "edge-check.json"
+    check = deploykit("edge", "check", str(mnist_models / "keras-cnn"), "--profile", "rpi4", "--formats",
+                      "tflite-fp32,tflite-dynamic", "--out", str(out))
+    assert check.returncode == 1, check.stderr  # tflite-dynamic does not load in tflite-runtime 2.14.0
+    return out
+
+
+def _bench(mnist_models, out, *args):
+    return deploykit("edge", "bench", str(mnist_models / "keras-cnn"), "--target", "local", "--profile", "rpi4",
+                     "--formats", "tflite-fp32,tflite-dynamic", "--min-time", "0.1", "--samples", "100",
+                     "--out", str(out), *args)
+
+
+def _rows(md, fmt):
+    return [ln for ln in md.splitlines() if f"| {fmt} |" in ln and "emulated:rpi4" in ln]
+
+
+def test_emulated_rpi4_runs_the_profiles_runtime_and_reports_both_verdicts(mnist_models, rpi4_check, tmp_path):
+    bench_out = tmp_path / "edge-bench.json"
+    proc = _bench(mnist_models, bench_out)  # no --runtime: the profile's tflite-runtime 2.14.0
     assert proc.returncode == 0, proc.stderr
     results = read_results(bench_out)
     cpu = machine_info().cpu_model
-    label = f"emulated on {cpu}, not a device measurement"
+    label = f"emulated on {cpu} in tflite-runtime==2.14.0 (the profile's runtime), not a device measurement"
     available = sorted(os.sched_getaffinity(0))
     cores = available[: min(4, len(available))]
-    assert results.notes[0].startswith(label)
+    assert results.notes[0].startswith(label) and "running its runtime (tflite-runtime==2.14.0" in results.notes[0]
     assert results.machine.extra["emulates"]["profile"] == "rpi4"
     by_format = {r.format: r for r in results.records}
     fp32 = by_format["tflite-fp32"]
@@ -33,28 +51,29 @@ def test_emulated_bench_is_labelled_pinned_and_reported_with_its_verdict(mnist_m
     assert fp32.threads == len(cores) and fp32.extra["pinned_cpus"] == cores
     assert fp32.runtime == "tflite-runtime" and fp32.runtime_version == "2.14.0"
     assert by_format["tflite-dynamic"].compat["verdict"] == "incompatible"
-    assert all(r.emulated and r.label == label for r in results.records)
+    assert all(r.extra["runtime_source"] == "profile" and r.label == label for r in results.records)
 
-    check = deploykit("edge", "check", model, "--profile", "rpi4", "--formats", "tflite-fp32,tflite-dynamic",
-                      "--out", str(check_out))
-    assert check.returncode == 1, check.stderr
-    report = deploykit("report", str(check_out), str(bench_out))
+    report = deploykit("report", str(rpi4_check), str(bench_out))
     assert report.returncode == 0, report.stderr
     md = report.stdout
     assert label in md
-    # The verdict of `edge check --profile rpi4` sits beside the rpi4 emulation's latency.
-    fp32_rows = [ln for ln in md.splitlines() if "| tflite-fp32 |" in ln and "µs" in ln]
-    assert fp32_rows and all("compatible" in ln for ln in fp32_rows)
-    assert any("| tflite-dynamic |" in ln and "incompatible" in ln for ln in md.splitlines())
+    # The row's own verdict and the check's, side by side; they agree here.
+    dyn = _rows(md, "tflite-dynamic")
+    assert dyn and all(ln.count("incompatible") >= 2 and "disagree" not in ln for ln in dyn)
+    assert all("compatible" in ln for ln in _rows(md, "tflite-fp32"))
 
 
-def test_default_local_runtime_is_deploykits_litert(mnist_models, tmp_path):
-    out = tmp_path / "edge-bench.json"
-    proc = deploykit("edge", "bench", str(mnist_models / "keras-cnn"), "--target", "local", "--profile", "rpi5",
-                     "--threads", "1", "--formats", "tflite-int8", "--batch-sizes", "1,8", "--min-time", "0.1",
-                     "--samples", "50", "--out", str(out))
+def test_runtime_override_is_recorded_and_the_disagreement_shown(mnist_models, rpi4_check, tmp_path):
+    bench_out = tmp_path / "edge-bench.json"
+    proc = _bench(mnist_models, bench_out, "--runtime", "ai-edge-litert==2.3.0")
     assert proc.returncode == 0, proc.stderr
-    records = read_results(out).records
-    assert [(r.runtime, r.threads, r.batch) for r in records] == [("litert", 1, 1), ("litert", 1, 8)]
-    assert all(r.target == "emulated:rpi5" and r.compat["verdict"] == "compatible" for r in records)
-    assert records[1].throughput_sps > 0
+    results = read_results(bench_out)
+    assert all(r.extra["runtime_source"] == "override" and "(--runtime override)" in r.label
+               and r.runtime == "litert" and r.runtime_version == "2.3.0" for r in results.records)
+    assert any("overrides the rpi4 profile's tflite-runtime==2.14.0" in n for n in results.notes)
+    assert {r.format: r.compat["verdict"] for r in results.records}["tflite-dynamic"] == "compatible"
+
+    md = deploykit("report", str(rpi4_check), str(bench_out)).stdout
+    dyn = _rows(md, "tflite-dynamic")
+    assert dyn and all("**disagree**: incompatible" in ln for ln in dyn)  # LiteRT loads it; the Pi's runtime does not
+    assert not any("disagree" in ln for ln in _rows(md, "tflite-fp32"))

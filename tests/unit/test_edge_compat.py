@@ -6,7 +6,8 @@ import io
 import numpy as np
 import pytest
 
-from deploykit.edge.bench import emulation_label, machine_from_facts, pinned_cores, throttle_notes
+from deploykit.edge.bench import emulation_label, local_runtime, machine_from_facts, pinned_cores, throttle_notes
+from deploykit.edge.profiles import get_profile
 from deploykit.edge.compat import static_verdict, verdict
 from deploykit.edge.tflite_file import OpCode, TfliteInfo
 from deploykit.manifest import ArtifactEntry, InputSpec, OutputSpec, Parity
@@ -122,8 +123,18 @@ def test_device_facts_become_machine_info_that_merges():
     assert ResultsFile(kind="edge-bench", machine=machine).machine.cores_logical == 4
 
 
+def test_emulation_defaults_to_the_profiles_runtime():
+    rpi4 = get_profile("rpi4")
+    spec, source, notes = local_runtime(rpi4, None)
+    assert (str(spec), source, notes) == ("tflite-runtime==2.14.0", "profile", [])
+    spec, source, notes = local_runtime(rpi4, "tflite-runtime==2.14.0")
+    assert source == "profile"
+
+
 def test_emulation_label_and_pinning():
-    assert emulation_label("Intel Xeon") == "emulated on Intel Xeon, not a device measurement"
+    assert emulation_label("Intel Xeon", "tflite-runtime==2.14.0", "profile") == \
+        "emulated on Intel Xeon in tflite-runtime==2.14.0 (the profile's runtime), not a device measurement"
+    assert "(--runtime override)" in emulation_label("Intel Xeon", "ai-edge-litert==2.3.0", "override")
     cores = pinned_cores(4)
     assert 1 <= len(cores) <= 4 and cores == sorted(cores)
     assert len(pinned_cores(1)) == 1

@@ -7,8 +7,10 @@ On the device, the runner times ``set_tensor → invoke → get_tensor`` with `d
 checked on the device (loads, op versions, parity with the framework model), so every latency has
 its compatibility verdict beside it.
 
-`--target local --profile rpi4` runs the same runner here with the profile's thread count on pinned
-cores; every record is then `emulated` and labelled "emulated on <this CPU>, not a device measurement".
+`--target local --profile rpi4` runs the same runner here, in the profile's runtime (tflite-runtime
+2.14.0 for a Pi, installed into deploykit's isolated environment) with the profile's thread count on
+pinned cores; every record is then `emulated` and labelled "emulated on <this CPU> in <runtime>
+(the profile's runtime | --runtime override), not a device measurement".
 
 Nothing is written until every artifact is done: a refused login, a missing runtime or a dropped
 connection leaves no results file.
@@ -18,23 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from deploykit.errors import UsageError
+from deploykit.errors import RuntimeUnavailable, UsageError
 from deploykit.manifest import ModelManifest
 from deploykit.results import BenchRecord, LatencyStats, MachineInfo, ResultsFile
 from deploykit.bench import protocol
 from deploykit.edge.compat import runtime_name, verdict
-from deploykit.edge.envs import ensure_runtime_env, parse_runtime_spec
+from deploykit.edge.envs import RuntimeEnv, RuntimeSpec, ensure_runtime_env, parse_runtime_spec
+from deploykit.edge.index import verify_version
 from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
-from deploykit.edge.profiles import get_profile
+from deploykit.edge.profiles import DeviceProfile, get_profile
 from deploykit.edge.session import LOAD_ALLOWANCE_S, run_session
 from deploykit.edge.transport import LocalTransport, SSHTransport, parse_ssh_target
 
-__all__ = ["EdgeBenchSettings", "run_edge_bench", "emulation_label", "pinned_cores", "machine_from_facts",
+__all__ = ["EdgeBenchSettings", "run_edge_bench", "emulation_label", "local_runtime", "pinned_cores", "machine_from_facts",
            "throttle_notes"]
 
 TIMED_CALL = ("set_tensor → invoke → get_tensor on a tensor prepared once on the host with to_input "
@@ -89,8 +91,31 @@ def pinned_cores(cores_wanted: int) -> list[int]:
     return available[: max(1, min(cores_wanted, len(available)))]
 
 
-def emulation_label(cpu_model: str) -> str:
-    return f"emulated on {cpu_model}, not a device measurement"
+def emulation_label(cpu_model: str, runtime: str, runtime_source: str) -> str:
+    """Every emulated record carries which runtime ran, and whether it was the profile's."""
+    how = "the profile's runtime" if runtime_source == "profile" else "--runtime override"
+    return f"emulated on {cpu_model} in {runtime} ({how}), not a device measurement"
+
+
+def local_runtime(profile: DeviceProfile, asked: Optional[str]) -> tuple[RuntimeSpec, str, list[str]]:
+    """The runtime an emulation runs: the profile's (what the device runs) unless --runtime overrides it."""
+    if not asked:
+        return parse_runtime_spec(profile.default_runtime), "profile", []
+    spec = parse_runtime_spec(asked)
+    if str(spec) in profile.runtimes:
+        return spec, "profile", []
+    notes = verify_version(spec.package, spec.version, arch=profile.arch, python=profile.python)
+    return spec, "override", notes + [f"--runtime {spec} overrides the {profile.name} profile's "
+                                      f"{', '.join(profile.runtimes)}"]
+
+
+def ensure_local_env(spec: RuntimeSpec, profile: DeviceProfile, reporter) -> RuntimeEnv:
+    try:
+        return ensure_runtime_env(spec, reporter=reporter)
+    except RuntimeUnavailable as exc:
+        # Emulating with another runtime than the one named would make the label false: refuse.
+        raise RuntimeUnavailable(f"cannot emulate {profile.name}: {exc}; pass --runtime NAME==VERSION to emulate "
+                                 f"with a runtime that installs here (recorded as an override)") from exc
 
 
 def machine_from_facts(facts: dict, first_state: dict, last_state: dict) -> MachineInfo:
@@ -177,18 +202,19 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
         if len(cpus) < profile.cores:
             notes.append(f"{profile.name} has {profile.cores} cores; {len(cpus)} available here: pinned to cores "
                          f"{','.join(map(str, cpus))}" + ("" if settings.threads else f", {len(cpus)} thread(s)"))
-        if settings.runtime:
-            spec = parse_runtime_spec(settings.runtime)
-            env = ensure_runtime_env(spec, reporter=reporter)
-            transport, runtime = LocalTransport(env.python), str(spec)
-        else:  # deploykit's own LiteRT: today's runtime
-            transport, runtime = LocalTransport(sys.executable), "ai-edge-litert"
+        spec, runtime_source, more = local_runtime(profile, settings.runtime)
+        notes += more
+        env = ensure_local_env(spec, profile, reporter)
+        transport, runtime = LocalTransport(env.python), str(spec)
     else:
         target = parse_ssh_target(settings.target)
         cpus = None
         threads = settings.threads or [1]
         if settings.runtime and "==" in settings.runtime:
-            parse_runtime_spec(settings.runtime)  # a usage error here, not on the device
+            spec = parse_runtime_spec(settings.runtime)  # a usage error here, not on the device
+            # The runner's advice names this version (pip install NAME==VERSION): it must exist.
+            notes += verify_version(spec.package, spec.version, arch=profile.arch if profile else "aarch64",
+                                    python=profile.python if profile else None)
         runtime = settings.runtime
         transport = SSHTransport(target, identity=settings.identity, known_hosts=settings.known_hosts,
                                  trust_new_host=settings.trust_new_host, python=settings.python, notify=note)
@@ -225,11 +251,15 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
                                            for r in results for w in ("before", "after")]
     machine = machine_from_facts(facts, session.state, states[-1][1])
     if settings.local:
-        label, target_name, emulated = emulation_label(machine.cpu_model), f"emulated:{profile.name}", True
+        label = emulation_label(machine.cpu_model, runtime, runtime_source)
+        target_name, emulated = f"emulated:{profile.name}", True
         machine.extra["emulates"] = {"profile": profile.name, "title": profile.title, "cpu": profile.cpu,
-                                     "cores": profile.cores, "clock_ghz": profile.clock_ghz}
-        notes.insert(0, f"{label}: {profile.title} emulated by running its runtime with its thread count on "
-                        f"pinned cores of this machine; its latency on the device will differ")
+                                     "cores": profile.cores, "clock_ghz": profile.clock_ghz,
+                                     "runtime": runtime, "runtime_source": runtime_source}
+        ran = "its runtime" if runtime_source == "profile" else f"{runtime} instead of its runtime"
+        notes.insert(0, f"{label}: {profile.title} emulated by running {ran} ({runtime}, in an isolated "
+                        f"environment) with its thread count on pinned cores of this machine; its latency on "
+                        f"the device will differ")
     else:
         label, target_name, emulated = None, f"edge:{target.host}", False
         if profile:
@@ -246,6 +276,9 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
             compat, _ = verdict(art.entry, art.info, result, reference, loads, where=f"{transport.where}")
             records += _records_for(manifest, art, result, compat, target=target_name, emulated=emulated, label=label,
                                     settings=settings, threads=threads, batch_sizes=settings.batch_sizes)
+    if settings.local:
+        for r in records:  # which runtime ran, and whether it was the profile's, travels with every record
+            r.extra.update(runtime_spec=runtime, runtime_source=runtime_source)
     unstable = [f"{r.format} b{r.batch} t{r.threads}" for r in records if r.status == "ok" and not r.stable]
     if unstable:
         notes.append(f"windows did not agree within {settings.tolerance:.0%} (figures kept, stable=false): "
@@ -253,7 +286,7 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
     s = asdict(settings)
     s.update(identity=str(settings.identity) if settings.identity else None,
              known_hosts=str(settings.known_hosts) if settings.known_hosts else None,
-             threads=threads, cpus=cpus, runtime=runtime, timed=TIMED_CALL, max_time_s=settings.max_time_s,
+             threads=threads, cpus=cpus, runtime=runtime, runtime_source=runtime_source if settings.local else None, timed=TIMED_CALL, max_time_s=settings.max_time_s,
              protocol_version=protocol.PROTOCOL_VERSION, isolation="one runner process per artifact")
     return ResultsFile(kind="edge-bench", machine=machine, settings=s, notes=notes, records=records,
                        manifests=[str(d) for d in model_dirs])

@@ -19,15 +19,29 @@ from deploykit.manifest import ModelManifest
 from deploykit.results import BenchRecord, ResultsFile, machine_info
 from deploykit.edge.compat import runtime_name, static_verdict, verdict
 from deploykit.edge.envs import RuntimeSpec, ensure_runtime_env, parse_runtime_spec
+from deploykit.edge.index import verify_version
 from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
 from deploykit.edge.profiles import DeviceProfile, get_profile
 from deploykit.edge.session import run_session
 from deploykit.edge.transport import LocalTransport
 
-__all__ = ["CheckSettings", "run_check", "DEFAULT_PROFILE", "check_target"]
+__all__ = ["CheckSettings", "run_check", "DEFAULT_PROFILE", "check_target", "exit_code", "EXIT_UNKNOWN"]
 
 DEFAULT_PROFILE = "rpi4"
 CHECK_TIMEOUT_S = 300.0
+EXIT_INCOMPATIBLE = 1
+EXIT_UNKNOWN = 3  # distinct from 0: a CI must not pass a check that tested nothing
+
+
+def exit_code(records: list[BenchRecord]) -> tuple[int, list[str]]:
+    """(exit code, one line per artifact that is not compatible). 0 only when every artifact loaded and
+    matched; a definite failure (1) outranks an unknown (3)."""
+    bad = [r for r in records if (r.compat or {}).get("ok") is False]
+    unknown = [r for r in records if (r.compat or {}).get("ok") is None]
+    lines = [f"{r.model}/{r.format}: {r.reason}" for r in bad]
+    lines += [f"{r.model}/{r.format}: unknown ({r.compat.get('verdict') if r.compat else 'no verdict'}): "
+              f"{(r.reason or 'no reason recorded').splitlines()[0]}" for r in unknown]
+    return (EXIT_INCOMPATIBLE if bad else EXIT_UNKNOWN if unknown else 0), lines
 
 
 @dataclass
@@ -50,6 +64,11 @@ class CheckSettings:
         if profile is not None and str(spec) not in profile.runtimes:
             notes.append(f"{spec} is not among the runtimes the {profile.name} profile lists "
                          f"({', '.join(profile.runtimes)})")
+        if profile is None or str(spec) not in profile.runtimes:
+            # A profile's own runtime is a recorded fact (Coral's comes from its apt repository, not
+            # PyPI); a version typed by the user must exist somewhere.
+            notes += verify_version(spec.package, spec.version, arch=profile.arch if profile else "aarch64",
+                                    python=profile.python if profile else None)
         return spec, profile, notes
 
 

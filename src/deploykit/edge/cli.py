@@ -66,10 +66,13 @@ def check_cmd(
     """Load each TFLite artifact in the exact runtime a device runs (installed into an isolated, cached
     environment of deploykit's own), run it on the reference inputs and compare with the framework model.
 
-    Exit 0 when every artifact is compatible, 1 when one does not load or its outputs differ, 2 on errors.
+    Exit codes: 0 every artifact loaded and matched in that runtime; 1 one does not load or its outputs
+    differ; 3 nothing failed but some verdict is unknown (the runtime could not be tried here, e.g. a
+    device-only version), with a one-line reason; 2 bad input (unknown profile, a runtime version that
+    does not exist on the package index, no artifacts).
     """
     from deploykit.console import RichReporter, err_console
-    from deploykit.edge.check import CheckSettings, run_check
+    from deploykit.edge.check import CheckSettings, exit_code, run_check
     from deploykit.edge.render import check_table
 
     console = _console()
@@ -80,11 +83,11 @@ def check_cmd(
         console.print(f"[dim]note:[/dim] {note}", soft_wrap=True)
     path = results.write(out)
     console.print(f"wrote {path}", soft_wrap=True)
-    bad = [r for r in results.records if r.compat and r.compat.get("ok") is False]
-    for r in bad:
-        err_console.print(f"{r.model}/{r.format}: {r.reason}", markup=False, soft_wrap=True)
-    if bad:
-        raise typer.Exit(1)
+    code, lines = exit_code(results.records)
+    for line in lines:
+        err_console.print(line, markup=False, soft_wrap=True)
+    if code:
+        raise typer.Exit(code)
 
 
 @edge_app.command("bench")
@@ -92,7 +95,7 @@ def bench_cmd(
     model_dirs: List[str] = typer.Argument(..., help="Model folder (with manifest.json), a folder of them, or a BentoML tag."),
     target: str = typer.Option(..., "--target", "-t", help="ssh://USER@HOST[:PORT] (a device), or local (emulate --profile here)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Device profile (required with --target local)."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="Device: which runtime the runner uses (tflite-runtime, ai-edge-litert, tensorflow; NAME==VERSION to insist on a version). Local: " + _RUNTIME_HELP + " Default: the first found on the device; here, deploykit's LiteRT."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="Device: which runtime the runner uses (tflite-runtime, ai-edge-litert, tensorflow; NAME==VERSION to insist on a version). Local: " + _RUNTIME_HELP + " Default: the first found on the device; locally, the profile's runtime (an override is recorded in every record)."),
     threads: Optional[str] = typer.Option(None, "--threads", help="Comma list of interpreter thread counts, e.g. 1,2,4 (default: 1 on a device; the profile's cores, capped to this machine's, locally)."),
     batch_sizes: str = typer.Option("1", "--batch-sizes", "-b", help="Comma list of batch sizes."),
     formats: Optional[str] = typer.Option(None, "--formats", "-f", help="Comma list of TFLite formats (default: every TFLite artifact that did not fail export)."),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import io
+import platform
+import sys
 from typing import Optional
 
 import numpy as np
@@ -65,6 +67,22 @@ def _tf_series(version: str) -> Optional[str]:
     return f"{v[0]}.{v[1]}" if v and len(v) >= 2 else None
 
 
+def _older_converter(series: str) -> str:
+    """Converting with the runtime's own TensorFlow series; the pip command names a release the index
+    holds for this host (where one converts), or none when there is none or the index did not answer."""
+    from deploykit.edge.index import index_versions
+
+    why = f"convert with TensorFlow {series}, whose converter writes only op versions that runtime knows"
+    answer = index_versions("tensorflow")
+    if answer.versions is None:
+        return f"{why} (the package index could not be reached to name a release that installs here)"
+    same = [v for v in answer.versions if _tf_series(v) == series]
+    if same:
+        return f"{why} (pip install tensorflow=={same[0]})"
+    return (f"{why}; the package index has no TensorFlow {series} for this host (Python "
+            f"{sys.version_info.major}.{sys.version_info.minor}, {platform.machine()}): convert under a Python it supports")
+
+
 def ways_out(entry: ArtifactEntry, info: TfliteInfo, runtime: dict, lacking: list[dict],
              loadable_formats: list[str]) -> list[str]:
     """What the user can do about an artifact that does not load, most direct first."""
@@ -79,8 +97,7 @@ def ways_out(entry: ArtifactEntry, info: TfliteInfo, runtime: dict, lacking: lis
             out.append(remedy)
     series = _tf_series(runtime.get("version") or "") if runtime.get("package") in _TF_NUMBERED else None
     if series:
-        out.append(f"convert with TensorFlow {series} (pip install 'tensorflow=={series}.*'), whose converter "
-                   f"writes only op versions that runtime knows")
+        out.append(_older_converter(series))
     if info.min_runtime_version:
         out.append(f"run a newer runtime on the device: at least TFLite {info.min_runtime_version}, as the file "
                    f"records (tflite-runtime stops at 2.14.0; ai-edge-litert carries newer runtimes)")

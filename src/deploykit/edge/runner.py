@@ -145,8 +145,16 @@ def find_runtime(spec):
         return rt
     if name:
         raise Missing("{} (pip install {}{})".format(name, name, "==" + want if want else ""))
-    raise Missing("a TFLite runtime (tried {}): pip install tflite-runtime, or ai-edge-litert".format(
-        ", ".join(m for _, m in RUNTIMES)))
+    raise Missing("a TFLite runtime (tried {}): {}".format(", ".join(m for _, m in RUNTIMES), install_advice()))
+
+
+def install_advice(version_info=None):
+    """pip commands that install a TFLite runtime on this Python: tflite-runtime has wheels for
+    Python 3.7-3.11 only, ai-edge-litert for 3.9 and later (asked of the package index for aarch64)."""
+    v = tuple(version_info or sys.version_info)[:2]
+    options = (["pip install tflite-runtime"] if (3, 7) <= v <= (3, 11) else []) + \
+              (["pip install ai-edge-litert"] if v >= (3, 9) else [])
+    return ", or ".join(options) or "no TFLite runtime has a wheel for Python {}.{}".format(*v)
 
 
 # -- device facts ---------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ Merging rules:
 - a record that appears twice (a model folder's `bench.json` is a copy of part of the run's results
   file) is kept once;
 - an edge-check verdict is attached to the latency rows of the same (dataset, model, format) on the
-  same target, so each artifact shows its compatibility next to its latency; a verdict with no
-  latency to sit beside stays a row of its own;
+  same target, so each artifact shows its compatibility next to its latency; a row with a verdict of
+  its own (an emulation or a device run checks too) keeps it and shows the check's beside it, marked
+  when they disagree; a verdict with no latency to sit beside stays a row of its own;
 - size, accuracy and parity come from the records (bench copies them from the manifest); where a
   record lacks them and the manifest was given, the manifest fills them in.
 """
@@ -102,6 +103,10 @@ def _attach_compat(rows: list[LatencyRow]) -> list[LatencyRow]:
         for r in matches:
             if r.compat is None:
                 r.compat = check.compat
+            elif r.compat.source != check.compat.source:
+                # Both were measured (possibly in different runtimes): neither may hide the other.
+                r.check_compat = check.compat
+                r.verdicts_disagree = r.compat.ok != check.compat.ok
         if not matches or check.latency is not None:
             standalone.append(check)
     return measured + standalone + [r for r in rows if r.kind == "edge-check" and r.compat is None]

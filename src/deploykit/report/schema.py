@@ -100,6 +100,8 @@ class LatencyRow(_Model):
     max_abs_diff: Optional[float] = None
     top1_agreement: Optional[float] = None
     compat: Optional[Compat] = None
+    check_compat: Optional[Compat] = Field(None, description="an edge check's verdict for a row that has its own")
+    verdicts_disagree: bool = Field(False, description="the row's own verdict and the edge check's differ")
     extra: dict = Field(default_factory=dict)
 
 

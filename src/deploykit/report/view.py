@@ -149,7 +149,8 @@ def pivots(report: Report) -> list[Pivot]:
                 if r is None:
                     pr.cells.append(Cell("", "empty"))
                     continue
-                compat = dict(compat=r.compat.verdict, compat_ok=r.compat.ok) if r.compat else {}
+                compat = dict(compat=_verdict_text(r), compat_ok=False if r.verdicts_disagree else r.compat.ok) \
+                    if r.compat else {}
                 if r.status == "ok" and r.latency:
                     pr.cells.append(Cell(fmt_us(r.latency.p50_us), "ok" if r.stable is not False else "unstable",
                                          best=r.latency.p50_us == best[(ds, model, threads, col)],
@@ -165,6 +166,14 @@ def pivots(report: Report) -> list[Pivot]:
         column_threads = [_threads_text({r.threads for r in rows if column_of(r) == c and r.latency}) for c in columns]
         out.append(Pivot(batch, columns, column_threads, pivot_rows, reasons, show_threads))
     return out
+
+
+def _verdict_text(r: LatencyRow) -> str:
+    """The row's verdict; with an edge check's beside it when that check was a different run."""
+    if r.check_compat is None:
+        return r.compat.verdict
+    mark = "DISAGREE: " if r.verdicts_disagree else ""
+    return f"{mark}{r.compat.verdict}, check verdict {r.check_compat.verdict}"
 
 
 def measured(r: LatencyRow) -> str:
