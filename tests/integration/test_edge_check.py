@@ -6,6 +6,7 @@ int8 and QAT artifacts load and match the framework model."""
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,9 @@ def test_isolated_env_holds_only_the_runtime(old_runtime_env):
     assert pkgs["tflite-runtime"] == "2.14.0"
     assert pkgs["numpy"].startswith("1.")  # tflite-runtime 2.14 was built for NumPy 1.x
     assert "deploykit" not in pkgs and "tensorflow" not in pkgs
-    probe = subprocess.run([str(old_runtime_env.python), "-c", "import deploykit"], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the env itself, not the caller's path
+    probe = subprocess.run([str(old_runtime_env.python), "-c", "import deploykit"], capture_output=True, text=True,
+                           env=env)
     assert probe.returncode != 0  # the user's environment and deploykit stay out of it
     assert ensure_runtime_env(parse_runtime_spec(OLD_RUNTIME)).path == old_runtime_env.path  # cached
 
