@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from deploykit.bench.runtime import (BENCH_FILE, BenchJob, BenchSettings, bench_table, fastest_format,
+from deploykit.bench.runtime import (BENCH_FILE, BenchJob, BenchSettings, fastest_format,
                                      parse_int_list, plan_jobs, resolve_model_dirs, write_model_bench_files)
+from deploykit.bench.table import bench_table
 from deploykit.errors import ManifestError, UsageError
 from deploykit.manifest import ArtifactEntry, InputSpec, ModelManifest, Parity
 from deploykit.results import BenchRecord, LatencyStats, ResultsFile, machine_info, read_results
