@@ -144,6 +144,23 @@ def test_table_shows_status_and_reason():
     assert "12.5" in text and "unavailable: why" in text
 
 
+def test_table_shows_cold_start_steps_and_withheld_tails():
+    from rich.console import Console
+
+    from deploykit.bench.protocol import latency_stats
+
+    r = _record("m1", "savedmodel", 0)
+    r.latency = LatencyStats(**latency_stats([3_000_000] * 59))  # 59 samples: no p99
+    r.latency.p50_ci_us = [2990.0, 3010.0]
+    r.process_start_ms, r.import_ms, r.load_ms, r.first_inference_ms = 310.0, 9200.0, 106.0, 12.0
+    r.cold_start_ms = 9628.0
+    con = Console(width=300, record=True)
+    con.print(bench_table(ResultsFile(kind="bench", machine=machine_info(), records=[r])))
+    text = con.export_text()
+    assert "too few samples" in text and "9,200.0" in text and "310.0" in text and "9,628.0" in text
+    assert "2,990–3,010" in text
+
+
 def test_worker_entry_point_reports_unavailable_device(tmp_path):
     """The worker process (python -m deploykit.bench.runtime) turns a missing device into a record."""
     d = _model_dir(tmp_path, "m1", [_entry("tflite-fp32", runtime="litert")])
