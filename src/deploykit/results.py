@@ -52,17 +52,23 @@ class MachineInfo(_Model):
 
 
 class LatencyStats(_Model):
-    """Latency in microseconds over `samples` timed calls (or requests)."""
+    """Latency in microseconds over `samples` timed calls (or requests).
+
+    A tail percentile is null when too few samples lie behind it (bench: p90 needs 100, p99 1,000,
+    p99.9 10,000); `withheld` then names the field and the reason."""
 
     samples: int
     p50_us: float
-    p90_us: float
-    p99_us: float
-    p999_us: float
+    p90_us: Optional[float] = None
+    p99_us: Optional[float] = None
+    p999_us: Optional[float] = None
     mean_us: float
     std_us: float
     min_us: float
     max_us: float
+    withheld: dict[str, str] = Field(default_factory=dict, description="field → why it is null, e.g. 'too few samples: 59 < 1,000'")
+    p50_ci_us: Optional[list[float]] = Field(
+        None, description="[low, high] 95 % interval of p50: bootstrap over the measurement windows")
 
 
 class BenchRecord(_Model):
@@ -81,8 +87,13 @@ class BenchRecord(_Model):
     batch: int
     status: Literal["ok", "unavailable", "failed"]
     reason: Optional[str] = None
-    load_ms: Optional[float] = None
-    first_inference_ms: Optional[float] = None
+    process_start_ms: Optional[float] = Field(
+        None, description="cold start, step 1: worker process spawned → deploykit loaded, before the runtime import")
+    import_ms: Optional[float] = Field(None, description="cold start, step 2: importing the runtime (TensorFlow, torch…)")
+    load_ms: Optional[float] = Field(None, description="cold start, step 3: loading the artifact")
+    first_inference_ms: Optional[float] = Field(None, description="cold start, step 4: the first call")
+    cold_start_ms: Optional[float] = Field(
+        None, description="process start + import + load + first call: what a user waits for the first answer")
     latency: Optional[LatencyStats] = None
     throughput_sps: Optional[float] = Field(None, description="samples per second (batch × calls / time)")
     peak_rss_bytes: Optional[int] = None
@@ -90,7 +101,10 @@ class BenchRecord(_Model):
     window_s: Optional[float] = None
     windows: Optional[int] = None
     window_p50s_us: list[float] = Field(default_factory=list)
-    stable: Optional[bool] = Field(None, description="three consecutive windows agreed within 10 %")
+    figure_windows: Optional[int] = Field(
+        None, description="latency and throughput come from the last N windows (the steady run); earlier ones settled")
+    stable: Optional[bool] = Field(
+        None, description="the windows the figures come from (≥ 3) agreed within the tolerance (10 %)")
     artifact_bytes: Optional[int] = None
     accuracy: Optional[float] = None
     max_abs_diff: Optional[float] = None

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from deploykit.bench.runtime import (BENCH_FILE, BenchJob, BenchSettings, bench_table, fastest_format,
+from deploykit.bench.runtime import (BENCH_FILE, BenchJob, BenchSettings, fastest_format,
                                      parse_int_list, plan_jobs, resolve_model_dirs, write_model_bench_files)
+from deploykit.bench.table import bench_table
 from deploykit.errors import ManifestError, UsageError
 from deploykit.manifest import ArtifactEntry, InputSpec, ModelManifest, Parity
 from deploykit.results import BenchRecord, LatencyStats, ResultsFile, machine_info, read_results
@@ -141,6 +142,23 @@ def test_table_shows_status_and_reason():
     con.print(bench_table(results))
     text = con.export_text()
     assert "12.5" in text and "unavailable: why" in text
+
+
+def test_table_shows_cold_start_steps_and_withheld_tails():
+    from rich.console import Console
+
+    from deploykit.bench.protocol import latency_stats
+
+    r = _record("m1", "savedmodel", 0)
+    r.latency = LatencyStats(**latency_stats([3_000_000] * 59))  # 59 samples: no p99
+    r.latency.p50_ci_us = [2990.0, 3010.0]
+    r.process_start_ms, r.import_ms, r.load_ms, r.first_inference_ms = 310.0, 9200.0, 106.0, 12.0
+    r.cold_start_ms = 9628.0
+    con = Console(width=300, record=True)
+    con.print(bench_table(ResultsFile(kind="bench", machine=machine_info(), records=[r])))
+    text = con.export_text()
+    assert "too few samples" in text and "9,200.0" in text and "310.0" in text and "9,628.0" in text
+    assert "2,990–3,010" in text
 
 
 def test_worker_entry_point_reports_unavailable_device(tmp_path):

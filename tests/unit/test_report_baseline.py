@@ -95,3 +95,60 @@ def test_load_steps_compare_on_url_path_mode_and_level(tmp_path):
     assert c16.kind == "loadtest" and c16.verdict == "regression" and c16.change == pytest.approx(0.5)
     assert _diff(report.baseline, mode="closed", concurrency=1).verdict == "within noise"
     assert _diff(report.baseline, mode="open", rate_rps=500.0).verdict == "within noise"
+
+
+# Window medians (µs) and calls per window recorded by benchmarks/regression_detection.py (ONNX MLP,
+# batch 32, one thread, 0.3 s): a baseline, a rerun with no change, and a rerun with a 30 % slowdown.
+RECORDED = {"base": [197.8, 198.9, 198.5], "same": [197.9, 200.2, 201.8], "slowed": [263.8, 264.2, 263.4]}
+RECORDED_CALLS = {"base": 491, "same": 492, "slowed": 375}
+
+
+def _recorded_interval(name):
+    import numpy as np
+
+    from deploykit.bench.protocol import p50_interval
+
+    return list(p50_interval([np.full(RECORDED_CALLS[name], int(v * 1000)) for v in RECORDED[name]]))
+
+
+def test_interval_rule_on_recorded_windows():
+    from deploykit.report.baseline import SEPARATION, classify_intervals
+
+    base, same, slowed = (_recorded_interval(n) for n in ("base", "same", "slowed"))
+    assert classify_intervals(base, same)[1] == "within noise"
+    gap, verdict = classify_intervals(base, slowed)
+    assert verdict == "regression" and gap > SEPARATION
+    gap, verdict = classify_intervals(slowed, base)
+    assert verdict == "improvement" and gap < -SEPARATION
+
+
+@pytest.mark.parametrize("old,new,verdict", [
+    ([100.0, 105.0], [104.0, 110.0], "within noise"),   # overlapping
+    ([100.0, 105.0], [115.0, 120.0], "within noise"),   # apart, but by under 10 %
+    ([100.0, 105.0], [116.0, 120.0], "regression"),     # 116 / 105 − 1 = 10.5 %
+    ([100.0, 105.0], [80.0, 90.0], "improvement"),      # 100 / 90 − 1 = 11 %
+])
+def test_classify_intervals_needs_separation_beyond_the_margin(old, new, verdict):
+    from deploykit.report.baseline import classify_intervals
+
+    assert classify_intervals(old, new)[1] == verdict
+
+
+def test_baseline_uses_intervals_when_both_records_carry_them(tmp_path):
+    def with_ci(path, scale, out):
+        results = read_results(path)
+        for r in results.records:
+            if r.latency:
+                r.latency.p50_us *= scale
+                r.latency.p50_ci_us = [r.latency.p50_us * 0.98, r.latency.p50_us * 1.02]
+        return results.write(tmp_path / out)
+
+    old = with_ci(FIXTURES / "bench-cpu.json", 1.0, "old.json")
+    noisy = with_ci(FIXTURES / "bench-cpu.json", 1.12, "noisy.json")  # +12 %: the flat 10 % rule would flag it
+    report = build_report(load_inputs([noisy]), load_baseline([old]))
+    d = _diff(report.baseline, model="torch-mlp", format="onnx", batch=1)
+    assert d.verdict == "within noise" and d.change == pytest.approx(0.12) and "95 % intervals" in d.note
+    assert "regression" not in report.baseline.counts
+    slow = with_ci(FIXTURES / "bench-cpu.json", 1.3, "slow.json")
+    report = build_report(load_inputs([slow]), load_baseline([old]))
+    assert _diff(report.baseline, model="torch-mlp", format="onnx", batch=1).verdict == "regression"

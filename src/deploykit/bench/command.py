@@ -23,12 +23,12 @@ def bench_cmd(
     out: Path = typer.Option(Path("bench-results.json"), "--out", "-o", help="Results file (all records)."),
     no_model_files: bool = typer.Option(False, "--no-model-files", help="Do not write MODEL_DIR/bench.json (what `serve --format auto` reads)."),
 ):
-    """Time each artifact's runtime call in process: cold start, first inference, p50–p99.9, throughput, peak memory.
+    """Time each artifact's runtime call in process: cold start (process start, runtime import, load, first call), p50–p99.9, throughput, peak memory.
 
     Every record runs in a fresh process (clean cold start and memory peak). The defaults (batch 1,8,32, one thread, 0.5 s minimum per record) measure six models × their formats in about four minutes on 2 cores.
     """
-    from deploykit.bench.runtime import (BenchSettings, bench_table, parse_int_list, run_bench,
-                                         write_model_bench_files)
+    from deploykit.bench.runtime import BenchSettings, parse_int_list, run_bench, write_model_bench_files
+    from deploykit.bench.table import bench_table
     from deploykit.console import RichReporter, console, err_console
     from deploykit.errors import UsageError
     from deploykit.pipeline import check_out_dir

@@ -11,6 +11,11 @@ API
 ``latency_stats(ns) -> dict``
     Percentiles, mean, spread of per-call times given in nanoseconds, reported in microseconds with
     the field names of ``deploykit.results.LatencyStats`` (``LatencyStats(**latency_stats(ns))``).
+    A percentile with too few samples behind it is None, with the reason in ``withheld``.
+``steady_start(p50s) -> int | None``
+    Index of the first window of the longest trailing run of agreeing windows (None: fewer than three).
+``p50_interval(windows) -> (lo, hi)``
+    95 % interval of p50 from a bootstrap over windows.
 ``first_call(fn, sync=None) -> (result, ms)``
     Time one call (a cold start: loading an artifact, or the first inference after loading).
 ``peak_rss_bytes()`` / ``current_rss_bytes()``
@@ -30,8 +35,17 @@ Why these choices
   and a single long run cannot tell a steady state from drift (thermal throttling on a Pi, CPU
   frequency scaling, a noisy neighbour). When ``max_windows`` (or ``max_time_s``) runs out first, the
   figures are still returned but ``stable`` is False and ``stop_reason`` says so: never hidden.
-- Statistics over all windows after the warm-up, not only the last three: every window is a
-  steady-state sample once warm-up is over, and dropping windows would drop honestly measured tails.
+- Figures come from the windows stability is judged on: the longest trailing run of windows whose
+  medians all agree within ``tolerance`` (``steady_start``); earlier windows were still settling
+  (a warm-up tail: onnx-int8 once ran 1439, 1438, 1387, 942, 888, 906 µs, and a p50 over all six,
+  1169 µs, described neither level). The loop runs until that steady run alone holds ``min_time_s``.
+  When no three windows agree, the figures are over every window and ``stable`` is False.
+- A tail percentile needs enough samples behind it: q needs ≥ 10 / (1 − q) (p90: 100, p99: 1,000,
+  p99.9: 10,000), so that at least ten samples lie beyond it; otherwise it is None and ``withheld``
+  says why (59 samples give a "p99" that is the maximum). p50 is always given, with its interval.
+- p50's 95 % interval is a bootstrap that resamples whole windows, not calls: calls in one window
+  share the machine's state (a neighbour's burst, a frequency step), so resampling calls would
+  pretend they are independent and give an interval far too narrow.
 - ``sync``: GPU runtimes return before the device has finished (torch on CUDA queues kernels), so a
   timer read right after ``call()`` would time the launch, not the work. ``sync`` (e.g.
   ``torch.cuda.synchronize``) is called inside the timed region after every call. On CPU leave it None.
@@ -62,6 +76,9 @@ __all__ = [
     "measure",
     "latency_stats",
     "windows_agree",
+    "steady_start",
+    "p50_interval",
+    "min_samples",
     "first_call",
     "peak_rss_bytes",
     "current_rss_bytes",
@@ -74,32 +91,39 @@ DEFAULT_WINDOW_S = 0.1
 DEFAULT_MAX_WINDOWS = 30
 DEFAULT_TOLERANCE = 0.10
 AGREEING_WINDOWS = 3
+BOOTSTRAP_RESAMPLES = 400
+_PERCENTILES = (("p50_us", 50.0), ("p90_us", 90.0), ("p99_us", 99.0), ("p999_us", 99.9))
 
 Clock = Callable[[], int]
 
 
+def min_samples(q: float) -> int:
+    """Samples needed for percentile `q` (0–100): ten of them beyond it (p99: 1,000; p99.9: 10,000)."""
+    return math.ceil(round(10.0 / (1.0 - q / 100.0), 6))
+
+
 def latency_stats(ns) -> dict:
     """Per-call times in nanoseconds → {samples, p50_us, p90_us, p99_us, p999_us, mean_us, std_us,
-    min_us, max_us} in microseconds (numpy's linear-interpolation percentiles; population std).
+    min_us, max_us, withheld} in microseconds (numpy's linear-interpolation percentiles; population std).
 
-    p99.9 of fewer than 1,000 samples is an interpolation between the largest ones: read it as such.
+    A percentile with fewer than `min_samples(q)` samples is None and `withheld[field]` says why.
     """
     a = np.asarray(ns, dtype=np.float64).ravel()
     if a.size == 0:
         raise ValueError("latency_stats needs at least one sample")
     us = a / 1e3
-    p50, p90, p99, p999 = np.percentile(us, [50, 90, 99, 99.9])
-    return {
-        "samples": int(us.size),
-        "p50_us": float(p50),
-        "p90_us": float(p90),
-        "p99_us": float(p99),
-        "p999_us": float(p999),
-        "mean_us": float(us.mean()),
-        "std_us": float(us.std()),
-        "min_us": float(us.min()),
-        "max_us": float(us.max()),
-    }
+    out: dict = {"samples": int(us.size)}
+    withheld = {}
+    for name, q in _PERCENTILES:
+        need = min_samples(q)
+        if q <= 50 or us.size >= need:  # p50 is always given: it carries its own interval (p50_ci_us)
+            out[name] = float(np.percentile(us, q))
+        else:
+            out[name] = None
+            withheld[name] = f"too few samples: {us.size:,} < {need:,}"
+    out.update(mean_us=float(us.mean()), std_us=float(us.std()), min_us=float(us.min()), max_us=float(us.max()),
+               withheld=withheld)
+    return out
 
 
 def windows_agree(p50s, tolerance: float = DEFAULT_TOLERANCE, n: int = AGREEING_WINDOWS) -> bool:
@@ -111,6 +135,44 @@ def windows_agree(p50s, tolerance: float = DEFAULT_TOLERANCE, n: int = AGREEING_
     if lo <= 0:
         return hi == lo
     return hi / lo - 1.0 <= tolerance + 1e-12
+
+
+def steady_start(p50s, tolerance: float = DEFAULT_TOLERANCE, n: int = AGREEING_WINDOWS) -> Optional[int]:
+    """Index where the longest trailing run of window medians that all agree (max/min − 1 ≤ tolerance)
+    begins, or None when that run is shorter than `n` windows."""
+    lo = hi = None
+    start = None
+    for i in range(len(p50s) - 1, -1, -1):
+        v = p50s[i]
+        lo2, hi2 = (v, v) if lo is None else (min(lo, v), max(hi, v))
+        if lo2 <= 0 and hi2 != lo2 or lo2 > 0 and hi2 / lo2 - 1.0 > tolerance + 1e-12:
+            break
+        lo, hi, start = lo2, hi2, i
+    if start is None or len(p50s) - start < n:
+        return None
+    return start
+
+
+def p50_interval(windows, *, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = 0) -> tuple[float, float]:
+    """95 % interval of p50 in µs: resample whole windows with replacement, take each resample's
+    call-weighted median of window medians. Windows are the independent unit (see the module notes);
+    the weighted median of medians stands in for the pooled median so a resample costs O(windows)."""
+    meds = np.asarray([np.median(w) for w in windows], dtype=np.float64) / 1e3
+    weights = np.asarray([len(w) for w in windows], dtype=np.float64)
+    if meds.size == 1:
+        return float(meds[0]), float(meds[0])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, meds.size, size=(resamples, meds.size))
+    m, w = meds[idx], weights[idx]
+    order = np.argsort(m, axis=1)
+    m, w = np.take_along_axis(m, order, 1), np.take_along_axis(w, order, 1)
+    cum = np.cumsum(w, axis=1)
+    pick = (cum < cum[:, -1:] / 2).sum(axis=1)
+    stats = m[np.arange(resamples), pick]
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(stats, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 def first_call(fn: Callable[[], object], *, sync: Optional[Callable[[], None]] = None,
@@ -151,15 +213,17 @@ def measure(
 
     Warm-up: calls for `warmup_s` seconds (at least `min_warmup_calls`), not recorded.
     Then windows of `window_s` seconds (between `min_window_calls` and `max_window_calls` calls),
-    each call timed on its own, until at least `min_time_s` seconds were measured AND the last three
-    windows' medians agree within `tolerance`; or until `max_windows` windows or `max_time_s` seconds
-    (default: max(60, 10 × min_time_s)) of measuring, with `stable` False.
+    each call timed on its own, until a trailing run of at least three windows whose medians all agree
+    within `tolerance` holds `min_time_s` seconds (`steady_start`); or until `max_windows` windows or
+    `max_time_s` seconds (default: max(60, 10 × min_time_s)) of measuring, with `stable` False.
 
     Returns:
-        latency: {samples, p50_us … max_us} over every measured call (see `latency_stats`)
-        windows, window_p50s_us, window_calls: per-window medians and call counts
-        stable: the last three windows agreed; stop_reason: "stable" | "max_windows" | "max_time"
-        calls, measured_s (sum of the windows' wall time), calls_per_s (calls / measured_s)
+        latency: {samples, p50_us … max_us, withheld, p50_ci_us} over the calls of the steady windows
+            (every window when not stable; see `latency_stats`, `p50_interval`)
+        windows, window_p50s_us, window_calls: per-window medians and call counts, settling ones included
+        figure_windows: the figures come from the last `figure_windows` windows
+        stable: a trailing run of ≥ 3 windows agreed; stop_reason: "stable" | "max_windows" | "max_time"
+        calls (every window), measured_s (every window's wall time), calls_per_s (steady windows)
         warmup_s, warmup_calls (as run), window_s, min_time_s, max_windows, tolerance (as asked)
         clock: "perf_counter_ns"; clock_overhead_us: cost of the timer itself, included in each figure
         protocol_version
@@ -191,6 +255,7 @@ def measure(
 
     windows: list[np.ndarray] = []
     p50s: list[float] = []
+    window_ns_used: list[int] = []
     measured_ns = 0
     stop_reason = "max_windows"
     while len(windows) < max_windows:
@@ -204,29 +269,37 @@ def measure(
             n = len(times)
             if n >= max_window_calls or (n >= min_window_calls and t1 - w_start >= window_ns):
                 break
-        measured_ns += clock() - w_start
-        arr = np.asarray(times, dtype=np.int64)
-        windows.append(arr)
-        p50s.append(float(np.median(arr)) / 1e3)
-        if measured_ns >= min_time_s * 1e9 and windows_agree(p50s, tolerance):
+        w_ns = clock() - w_start
+        measured_ns += w_ns
+        window_ns_used.append(w_ns)
+        windows.append(np.asarray(times, dtype=np.int64))
+        p50s.append(float(np.median(windows[-1])) / 1e3)
+        start_i = steady_start(p50s, tolerance)
+        # min_time_s counts only the steady windows: the figures come from them alone
+        if start_i is not None and sum(window_ns_used[start_i:]) >= min_time_s * 1e9:
             stop_reason = "stable"
             break
         if measured_ns >= max_time_ns:
             stop_reason = "max_time"
             break
 
-    all_ns = np.concatenate(windows)
-    calls = int(all_ns.size)
+    start_i = steady_start(p50s, tolerance)
+    used = windows[start_i:] if start_i is not None else windows
+    calls = int(sum(w.size for w in windows))
+    used_ns = sum(window_ns_used[start_i or 0:])
+    latency = latency_stats(np.concatenate(used))
+    latency["p50_ci_us"] = list(p50_interval(used))
     return {
-        "latency": latency_stats(all_ns),
+        "latency": latency,
         "windows": len(windows),
+        "figure_windows": len(used),
         "window_p50s_us": p50s,
         "window_calls": [int(w.size) for w in windows],
-        "stable": windows_agree(p50s, tolerance),
+        "stable": start_i is not None,
         "stop_reason": stop_reason,
         "calls": calls,
         "measured_s": measured_ns / 1e9,
-        "calls_per_s": calls / (measured_ns / 1e9) if measured_ns > 0 else math.inf,
+        "calls_per_s": sum(w.size for w in used) / (used_ns / 1e9) if used_ns > 0 else math.inf,
         "warmup_s": warmup_elapsed_ns / 1e9,
         "warmup_calls": warmup_calls,
         "window_s": window_s,

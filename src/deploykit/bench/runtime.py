@@ -14,8 +14,10 @@ Isolation: every record is measured in a fresh Python process (`python -m deploy
   `torch.set_num_threads`): a `--threads` sweep in one process would not do what it says.
 - A runtime that crashes (a segfault in native code) takes down its worker, not the benchmark: the
   record says "failed" with the worker's last error line.
-The price is a process start per record (~0.3 s; ~5 s where TensorFlow is imported), and it is not in
-any figure: the runtime's import is timed separately (`extra["import_ms"]`).
+The process start per record is not in the latency figures; it is the first step of the cold start,
+which a record gives as a user meets it: `process_start_ms` (spawn → deploykit loaded, timed on the
+system-wide monotonic clock across the two processes), `import_ms` (the runtime: ~9 s for TensorFlow),
+`load_ms`, `first_inference_ms`, and their sum `cold_start_ms`.
 
 Files: `--out` (default `bench-results.json`) holds every record; each model folder also gets
 `bench.json` with its own records (merged by (target, format, batch, threads) with earlier runs on
@@ -31,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,7 +57,6 @@ __all__ = [
     "run_bench",
     "write_model_bench_files",
     "fastest_format",
-    "bench_table",
 ]
 
 BENCH_FILE = "bench.json"
@@ -233,7 +235,8 @@ def _canonical_input(model_dir: Path, manifest: ModelManifest, entry: ArtifactEn
     return np.concatenate([x] * reps)[:batch] if reps > 1 else x[:batch], source
 
 
-def measure_artifact(job: BenchJob, *, isolation: str = "in process") -> BenchRecord:
+def measure_artifact(job: BenchJob, *, isolation: str = "in process",
+                     process_start_ms: Optional[float] = None) -> BenchRecord:
     """Load one artifact and measure it (what each worker process runs). Raises DeployKitError for
     an artifact that cannot be measured here (RuntimeUnavailable: the device or runtime is missing).
     `isolation` is recorded: "fresh process" from the worker, "in process" when called directly."""
@@ -274,13 +277,15 @@ def measure_artifact(job: BenchJob, *, isolation: str = "in process") -> BenchRe
     peak = protocol.peak_rss_bytes()
     extra = {k: m[k] for k in ("calls", "measured_s", "stop_reason", "window_calls", "warmup_calls", "clock",
                                "clock_overhead_us", "tolerance", "min_time_s", "protocol_version")}
-    extra.update(import_ms=import_ms, input=source, rss_start_bytes=rss_start, rss_before_load_bytes=rss_before_load,
+    extra.update(input=source, rss_start_bytes=rss_start, rss_before_load_bytes=rss_before_load,
                  isolation=isolation)
     if step:
         extra["chunks"] = f"{len(chunks)} runs of the artifact's fixed batch {step}"
     return BenchRecord(**_base_record(
-        manifest, entry, job, status="ok", runtime_version=runtime.version(), load_ms=load_ms,
-        first_inference_ms=first_ms, latency=m["latency"], throughput_sps=job.batch * m["calls_per_s"],
+        manifest, entry, job, status="ok", runtime_version=runtime.version(), process_start_ms=process_start_ms,
+        import_ms=import_ms, load_ms=load_ms, first_inference_ms=first_ms,
+        cold_start_ms=(process_start_ms + import_ms + load_ms + first_ms) if process_start_ms is not None else None,
+        latency=m["latency"], figure_windows=m["figure_windows"], throughput_sps=job.batch * m["calls_per_s"],
         peak_rss_bytes=peak, warmup_s=m["warmup_s"], window_s=m["window_s"], windows=m["windows"],
         window_p50s_us=m["window_p50s_us"], stable=m["stable"], extra=extra))
 
@@ -292,7 +297,8 @@ def _run_worker(job: BenchJob, manifest: ModelManifest, entry: ArtifactEntry) ->
         out = Path(tmp) / "record.json"
         err = Path(tmp) / "stderr.txt"
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-        cmd = [sys.executable, "-m", "deploykit.bench.runtime", json.dumps(asdict(job)), str(out)]
+        cmd = [sys.executable, "-m", "deploykit.bench.runtime", json.dumps(asdict(job)), str(out),
+               str(time.monotonic_ns())]
         with open(err, "w") as err_f:
             try:
                 proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_f,
@@ -309,10 +315,13 @@ def _run_worker(job: BenchJob, manifest: ModelManifest, entry: ArtifactEntry) ->
 
 
 def _worker_main(argv: list[str]) -> int:
+    # argv[2]: the parent's monotonic clock at spawn (CLOCK_MONOTONIC is system-wide, so the two
+    # processes' readings subtract): interpreter start + deploykit's own imports.
+    started_ms = (time.monotonic_ns() - int(argv[2])) / 1e6 if len(argv) > 2 else None
     job = BenchJob(**json.loads(argv[0]))
     out = Path(argv[1])
     try:
-        record = measure_artifact(job, isolation="fresh process")
+        record = measure_artifact(job, isolation="fresh process", process_start_ms=started_ms)
     except RuntimeUnavailable as exc:
         manifest = ModelManifest.read(job.model_dir)
         record = BenchRecord(**_base_record(manifest, manifest.artifact(job.format), job, status="unavailable",
@@ -443,37 +452,6 @@ def fastest_format(model_dir: Path | str, *, target: str = "cpu", batch: int = 1
         return None
     return min(candidates, key=lambda r: r.latency.p50_us).format
 
-
-def bench_table(results: ResultsFile, title: str = "bench"):
-    """A rich table: one row per record (the runtime and target are in the results file)."""
-    from rich.table import Table
-
-    from deploykit.console import human_bytes
-
-    table = Table(title=title, title_justify="left")
-    for col in ("model", "format", "batch", "thr", "load ms", "1st ms", "p50 µs", "p99 µs", "samples/s", "peak RSS",
-                "size", "accuracy", "status"):
-        table.add_column(col, justify="left" if col in ("model", "format", "status") else "right")
-    last_model = None
-    for r in results.records:
-        lat = r.latency
-        if r.status == "ok":
-            status = "[green]ok[/]" if r.stable else "[yellow]ok, unstable[/]"
-        else:
-            status = f"[{'yellow' if r.status == 'unavailable' else 'red'}]{r.status}[/]: {(r.reason or '')[:100]}"
-        table.add_row(
-            r.model if r.model != last_model else "", r.format, str(r.batch), str(r.threads or "—"),
-            f"{r.load_ms:,.1f}" if r.load_ms is not None else "—",
-            f"{r.first_inference_ms:,.2f}" if r.first_inference_ms is not None else "—",
-            f"{lat.p50_us:,.1f}" if lat else "—", f"{lat.p99_us:,.1f}" if lat else "—",
-            f"{r.throughput_sps:,.0f}" if r.throughput_sps else "—",
-            human_bytes(r.peak_rss_bytes) if r.peak_rss_bytes else "—",
-            human_bytes(r.artifact_bytes) if r.artifact_bytes else "—",
-            f"{r.accuracy:.2%}" if r.accuracy is not None else "—",
-            status,
-        )
-        last_model = r.model
-    return table
 
 if __name__ == "__main__":
     sys.exit(_worker_main(sys.argv[1:]))

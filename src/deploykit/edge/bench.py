@@ -186,7 +186,7 @@ def _records_for(manifest, art, result, compat, *, target, emulated, label, sett
             first_inference_ms=run["first_inference_ms"], latency=LatencyStats(**m["latency"]),
             throughput_sps=run["batch"] * m["calls_per_s"], peak_rss_bytes=result.get("peak_rss_bytes"),
             warmup_s=m["warmup_s"], window_s=m["window_s"], windows=m["windows"],
-            window_p50s_us=m["window_p50s_us"], stable=m["stable"], extra=extra))
+            window_p50s_us=m["window_p50s_us"], figure_windows=m.get("figure_windows"), stable=m["stable"], extra=extra))
     return records
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from deploykit.console import human_bytes
+from deploykit.bench.table import tail_text
 from deploykit.results import ResultsFile
 
 __all__ = ["check_table", "bench_table", "verdict_text"]
@@ -69,7 +70,7 @@ def bench_table(results: ResultsFile) -> Table:
             r.model if r.model != last else "", r.format, f"{r.runtime} {r.runtime_version or ''}".strip(),
             str(r.threads or "—"), str(r.batch), f"{r.load_ms:,.1f}" if r.load_ms is not None else "—",
             f"{r.first_inference_ms:,.2f}" if r.first_inference_ms is not None else "—",
-            f"{lat.p50_us:,.1f}" if lat else "—", f"{lat.p99_us:,.1f}" if lat else "—",
+            f"{lat.p50_us:,.1f}" if lat else "—", tail_text(lat, "p99_us"),
             f"{r.throughput_sps:,.0f}" if r.throughput_sps else "—",
             human_bytes(r.peak_rss_bytes) if r.peak_rss_bytes else "—",
             human_bytes(r.artifact_bytes) if r.artifact_bytes else "—",

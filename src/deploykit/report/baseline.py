@@ -4,10 +4,15 @@ The noise rule (documented in docs/results-schema.md):
 - configurations match on (dataset, model, format, target, batch, threads) for in-process records, and
   on (URL path, mode, concurrency or rate) for load-test steps; where several baseline records share a
   key (several machines), the one from the same host is taken;
-- change = new p50 / old p50 − 1;
-- noise = max(10 %, the spread each run measured itself: (max − min) / median of its window p50s);
-  a load-test step has no windows, so its noise is 10 %;
-- |change| > noise: "regression" (slower) or "improvement" (faster); otherwise "within noise".
+- change = new p50 / old p50 − 1 (shown; it decides only where an interval is missing);
+- both records carry a 95 % interval of p50 (`p50_ci_us`, a bootstrap over windows): the verdict is
+  "regression" only when the intervals separate by more than SEPARATION: new low > old high × (1 +
+  SEPARATION); "improvement" the mirror; overlapping or nearly touching intervals are "within noise".
+  Why: two back-to-back runs on a shared 2-core machine moved p50 by −31 % to +77 % under a flat
+  10 % rule; an interval says how far this run's own windows let the figure move, and the margin
+  covers the drift between runs that no single run can see;
+- without intervals (older files, load-test steps): noise = max(10 %, the spread each run measured
+  itself: (max − min) / median of its window p50s, 10 % for a load step); |change| > noise decides.
 p50 decides because it is the figure the benchmark's windows were run until they agreed on; tails
 (p99) and throughput are shown beside it but do not decide.
 """
@@ -20,13 +25,16 @@ from urllib.parse import urlsplit
 from deploykit.results import BenchRecord, LoadStep, ResultsFile
 from deploykit.report.schema import BaselineDiff, BaselineSummary, LatencyRow, LoadRow
 
-__all__ = ["NOISE_FLOOR", "NOISE_RULE", "window_spread", "noise_threshold", "classify", "compare_with_baseline"]
+__all__ = ["NOISE_FLOOR", "SEPARATION", "NOISE_RULE", "window_spread", "noise_threshold", "classify",
+           "classify_intervals", "compare_with_baseline"]
 
 NOISE_FLOOR = 0.10
+SEPARATION = 0.10
 NOISE_RULE = (
-    "p50 change = new/old − 1 counts only beyond max(10 %, each run's window spread = (max − min)/median of "
-    "its window p50s); matched on (dataset, model, format, target, batch, threads), load steps on "
-    "(URL path, mode, concurrency or rate)"
+    "where both runs carry a 95 % interval of p50: regression only when the new low exceeds the old high by "
+    "more than 10 % (improvement: the mirror); otherwise p50 change = new/old − 1 counts only beyond "
+    "max(10 %, each run's window spread = (max − min)/median of its window p50s); matched on (dataset, model, "
+    "format, target, batch, threads), load steps on (URL path, mode, concurrency or rate)"
 )
 
 
@@ -56,8 +64,26 @@ def classify(old_p50: float, new_p50: float, noise: float) -> tuple[float, str]:
     return change, "within noise"
 
 
+def classify_intervals(old_ci: list[float], new_ci: list[float],
+                       separation: float = SEPARATION) -> tuple[float, str]:
+    """(gap, verdict) from two p50 intervals [low, high]: gap = how far they separate (new low / old
+    high − 1 when slower, −(old low / new high − 1) when faster, 0 when they overlap)."""
+    (old_lo, old_hi), (new_lo, new_hi) = old_ci, new_ci
+    if new_lo > old_hi:
+        gap = new_lo / old_hi - 1.0
+        return gap, "regression" if gap > separation + _EPS else "within noise"
+    if new_hi < old_lo:
+        gap = old_lo / new_hi - 1.0
+        return -gap, "improvement" if gap > separation + _EPS else "within noise"
+    return 0.0, "within noise"
+
+
 def _bench_key(dataset, model, fmt, target, batch, threads) -> tuple:
     return (dataset or "", model, fmt, target, batch, threads)
+
+
+def _ci_text(ci: list[float]) -> str:
+    return f"{ci[0]:,.1f}–{ci[1]:,.1f} µs"
 
 
 def _key_dict(key: tuple) -> dict:
@@ -111,15 +137,24 @@ def compare_with_baseline(rows: list[LatencyRow], load_rows: list[LoadRow], base
                             if r_status != "ok") or "no latency recorded"
             diffs.append(BaselineDiff(**base, verdict="not comparable", note=why))
             continue
-        noise = noise_threshold(window_spread(old.window_p50s_us), row.window_spread)
-        change, verdict = classify(old.latency.p50_us, row.latency.p50_us, noise)
         notes = []
+        if old.latency.p50_ci_us and row.latency.p50_ci_us:
+            gap, verdict = classify_intervals(old.latency.p50_ci_us, row.latency.p50_ci_us)
+            change, noise = row.latency.p50_us / old.latency.p50_us - 1.0, SEPARATION
+            notes.append(f"95 % intervals {_ci_text(old.latency.p50_ci_us)} → {_ci_text(row.latency.p50_ci_us)}"
+                         + (f", apart by {abs(gap):.0%}" if gap else ", overlapping"))
+        else:
+            old_used = old.window_p50s_us[-old.figure_windows:] if old.figure_windows else old.window_p50s_us
+            noise = noise_threshold(window_spread(old_used), row.window_spread)
+            change, verdict = classify(old.latency.p50_us, row.latency.p50_us, noise)
+            gap = None
         if old_host != hostnames.get(row.source, old_host):
             notes.append(f"baseline measured on {old_host}")
         if row.stable is False or old.stable is False:
             notes.append("windows did not agree within 10 % in " +
                          " and ".join(s for s, st in (("the baseline", old.stable), ("this run", row.stable)) if st is False))
-        diffs.append(BaselineDiff(**base, change=change, noise=noise, verdict=verdict, note="; ".join(notes) or None))
+        diffs.append(BaselineDiff(**base, change=change, noise=noise, separation=gap, verdict=verdict,
+                                  note="; ".join(notes) or None))
 
     for step in load_rows:
         key = _load_key(step.url, step)

@@ -90,8 +90,10 @@ def _latency_distribution(rows: list[LatencyRow], batch: int, colors: dict) -> P
     ax = fig.add_subplot()
     for y, r in enumerate(ok):
         s, color = r.latency, colors[r.format]
-        ax.hlines(y, s.min_us, max(s.p999_us, s.p99_us), color="#888888", linewidth=1)
-        ax.barh(y, max(s.p99_us - s.p50_us, s.p50_us * 0.01), left=s.p50_us, height=0.62, color=color, alpha=0.85)
+        # a withheld tail (too few samples) is drawn to the slowest call, not to an invented p99
+        tail = s.p99_us if s.p99_us is not None else s.max_us
+        ax.hlines(y, s.min_us, max(s.p999_us or s.max_us, tail), color="#888888", linewidth=1)
+        ax.barh(y, max(tail - s.p50_us, s.p50_us * 0.01), left=s.p50_us, height=0.62, color=color, alpha=0.85)
         ax.plot([s.p50_us], [y], "o", markersize=5, markerfacecolor="white", markeredgecolor="black", markeredgewidth=1)
     ax.set_yticks(range(len(ok)), [f"{r.format} · {r.model} · {_target_text(r)} · {r.threads or '?'} thr" for r in ok],
                   fontsize=8)

@@ -45,7 +45,7 @@ def _env(autoescape: bool):
                       lstrip_blocks=True, undefined=StrictUndefined, keep_trailing_newline=True)
     env.filters.update(view.FILTERS)
     env.filters["md"] = _md_cell
-    env.globals.update(measured=view.measured, machine_lines=view.machine_lines, settings_line=view.settings_line)
+    env.globals.update(measured=view.measured, fmt_tail=view.fmt_tail, cold_start=view.cold_start, machine_lines=view.machine_lines, settings_line=view.settings_line)
     return env
 
 

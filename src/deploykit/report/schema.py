@@ -87,13 +87,18 @@ class LatencyRow(_Model):
     reason: Optional[str] = None
     latency: Optional[LatencyStats] = None
     throughput_sps: Optional[float] = None
+    process_start_ms: Optional[float] = Field(None, description="cold start: process spawn → deploykit loaded")
+    import_ms: Optional[float] = Field(None, description="cold start: the runtime's import")
     load_ms: Optional[float] = None
     first_inference_ms: Optional[float] = None
+    cold_start_ms: Optional[float] = Field(None, description="process start + import + load + first call")
     peak_rss_bytes: Optional[int] = None
     warmup_s: Optional[float] = None
     window_s: Optional[float] = None
     windows: Optional[int] = None
-    window_spread: Optional[float] = Field(None, description="(max − min) / median of the window p50s")
+    figure_windows: Optional[int] = Field(None, description="the figures come from the last N windows")
+    window_spread: Optional[float] = Field(None, description="(max − min) / median of the p50s of the windows the "
+                                           "figures come from")
     stable: Optional[bool] = None
     artifact_bytes: Optional[int] = None
     accuracy: Optional[float] = None
@@ -187,7 +192,10 @@ class BaselineDiff(_Model):
     old_throughput: Optional[float] = None
     new_throughput: Optional[float] = None
     change: Optional[float] = Field(None, description="new p50 / old p50 − 1")
-    noise: Optional[float] = Field(None, description="the threshold |change| had to pass: max(10 %, window spreads)")
+    noise: Optional[float] = Field(None, description="the threshold: the intervals' required separation (10 %) "
+                                   "where both records carry p50 intervals, else max(10 %, window spreads) for |change|")
+    separation: Optional[float] = Field(None, description="how far the p50 intervals lie apart (+ slower, − faster, "
+                                        "0 overlapping); null where a record has no interval")
     verdict: Verdict
     note: Optional[str] = None
 

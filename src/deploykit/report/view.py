@@ -10,7 +10,7 @@ from deploykit.console import human_bytes
 from deploykit.report.schema import LatencyRow, Report, Source, TrainingRow, TrainRun
 
 __all__ = [
-    "fmt_us", "fmt_rate", "fmt_bytes", "fmt_pct", "fmt_change", "fmt_diff", "fmt_s", "fmt_mem",
+    "fmt_us", "fmt_tail", "fmt_ci", "cold_start", "fmt_rate", "fmt_bytes", "fmt_pct", "fmt_change", "fmt_diff", "fmt_s", "fmt_mem",
     "Column", "column_of", "Cell", "PivotRow", "Pivot", "pivots", "measured", "machine_lines", "settings_line",
     "ModelSummary", "training_summaries", "StageTable", "stage_tables", "FILTERS",
 ]
@@ -26,6 +26,34 @@ def fmt_us(v: Optional[float]) -> str:
     if v < 1_000_000:
         return f"{v / 1000:.2f} ms"
     return f"{v / 1e6:.2f} s"
+
+
+def fmt_tail(lat, field: str) -> str:
+    """A tail percentile, or "too few samples" where the record withheld it (a p99 of 59 calls is their max)."""
+    if lat is None:
+        return "—"
+    v = getattr(lat, field)
+    if v is None and field in lat.withheld:
+        return "too few samples"
+    return fmt_us(v)
+
+
+def fmt_ci(lat) -> str:
+    """p50's 95 % interval as "lo–hi", or "" where the record has none."""
+    if lat is None or not lat.p50_ci_us:
+        return ""
+    lo, hi = lat.p50_ci_us
+    return f"{fmt_us(lo)}–{fmt_us(hi)}"
+
+
+def cold_start(r: LatencyRow) -> str:
+    """Process start + runtime import + load + first call, in ms, each step where measured."""
+    steps = [(r.process_start_ms, "start"), (r.import_ms, "import"), (r.load_ms, "load"), (r.first_inference_ms, "1st")]
+    parts = [f"{v:,.1f} {name}" for v, name in steps if v is not None]
+    if not parts:
+        return "—"
+    total = f" = {r.cold_start_ms:,.0f} ms" if r.cold_start_ms is not None else " ms"
+    return " + ".join(parts) + total
 
 
 def fmt_rate(v: Optional[float]) -> str:
@@ -154,7 +182,7 @@ def pivots(report: Report) -> list[Pivot]:
                 if r.status == "ok" and r.latency:
                     pr.cells.append(Cell(fmt_us(r.latency.p50_us), "ok" if r.stable is not False else "unstable",
                                          best=r.latency.p50_us == best[(ds, model, threads, col)],
-                                         p99=fmt_us(r.latency.p99_us), **compat))
+                                         p99=fmt_tail(r.latency, "p99_us"), **compat))
                 elif r.status == "ok":  # an edge check: a verdict, no timing
                     pr.cells.append(Cell("not timed", "checked", **compat))
                 else:
@@ -184,15 +212,19 @@ def measured(r: LatencyRow) -> str:
         parts.append(f"warm-up {r.warmup_s:.3g} s")
     if r.windows:
         window = f"{r.windows} windows" + (f" × {r.window_s:.3g} s" if r.window_s else "")
+        if r.figure_windows and r.figure_windows < r.windows:
+            window += f", figures from the last {r.figure_windows}"
         if r.window_spread is not None:
             window += f", spread {r.window_spread * 100:.0f} %"
         parts.append(window)
     if r.latency:
         parts.append(f"{r.latency.samples:,} calls")
+        if r.latency.p50_ci_us:
+            parts.append(f"p50 95 % interval {fmt_ci(r.latency)}")
     if r.stable is True:
         parts.append("stable")
     elif r.stable is False:
-        parts.append("NOT stable: windows did not agree within 10 %")
+        parts.append("NOT stable: no three windows agreed within 10 %; figures over every window")
     return " · ".join(parts)
 
 
@@ -276,5 +308,5 @@ def stage_tables(report: Report) -> list[StageTable]:
     return tables
 
 
-FILTERS = {"us": fmt_us, "rate": fmt_rate, "bytes": fmt_bytes, "pct": fmt_pct, "change": fmt_change,
+FILTERS = {"us": fmt_us, "ci": fmt_ci, "rate": fmt_rate, "bytes": fmt_bytes, "pct": fmt_pct, "change": fmt_change,
            "diff": fmt_diff, "secs": fmt_s, "mem": fmt_mem}
