@@ -38,7 +38,10 @@ def compare_training_cmd(
         dataset, nets=nets, variants=variants, epochs=epochs, repeats=repeats, threads=threads, subset=subset,
         batch_size=batch_size, seed=seed, out=out, data_dir=data_dir, export=not no_export,
         progress=lambda m: err_console.print(m, markup=False, soft_wrap=True))
-    console.print(training_table(results.training, title=f"compare-training {dataset}"))
+    console.print(training_table(results.training, title=f"compare-training {dataset}"), width=max(console.width, 120))
+    for r in results.training:
+        if r.reason:
+            err_console.print(f"{r.status}: {r.variant} {r.net}: {r.reason}", markup=False, soft_wrap=True)
     for r in results.training:
         if r.artifact:
             console.print(f"{r.variant} {r.net}: {r.artifact['format']} {r.artifact['status']}"
@@ -49,19 +52,18 @@ def compare_training_cmd(
 
 
 def training_table(records, title: str = ""):
+    """One row per variant × net; reasons of rows that did not run are printed under the table."""
     from rich.table import Table
 
-    table = Table("variant", "net", "style", "first epoch s", "steady s/epoch", "samples/s", "peak RSS MB",
-                  "test acc", "test loss", "scaling", "status", title=title)
-    for r in records:
-        def f(v, fmt):
-            return "—" if v is None else format(v, fmt)
+    table = Table("variant", "net", "1st epoch s", "s/epoch", "samples/s", "RSS MB", "test acc", "test loss",
+                  "scaling", "status", title=title)
+    table.columns[0].no_wrap = True
 
-        spread = ""
-        if r.steady_epoch_s_range and len(r.runs) > 1:
-            spread = f" ({r.steady_epoch_s_range[0]:.2f}–{r.steady_epoch_s_range[1]:.2f})"
-        table.add_row(r.variant, r.net, r.style, f(r.first_epoch_s, ".2f"), f(r.steady_epoch_s, ".2f") + spread,
+    def f(v, fmt):
+        return "—" if v is None else format(v, fmt)
+
+    for r in records:
+        table.add_row(r.variant, r.net, f(r.first_epoch_s, ".2f"), f(r.steady_epoch_s, ".2f"),
                       f(r.samples_per_s, ",.0f"), f(r.peak_rss_bytes and r.peak_rss_bytes / 2**20, ",.0f"),
-                      f(r.test_accuracy, ".2%"), f(r.test_loss, ".4f"), f(r.scaling, ".2f"),
-                      r.status if r.status == "ok" else f"{r.status}: {r.reason}")
+                      f(r.test_accuracy, ".2%"), f(r.test_loss, ".3f"), f(r.scaling, ".2f"), r.status)
     return table
