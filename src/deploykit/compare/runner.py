@@ -22,8 +22,8 @@ __all__ = ["compare_training", "prepare_data", "RESULTS_NAME", "NETS", "SINGLE_P
 RESULTS_NAME = "compare-training.json"
 NETS = ("mlp", "cnn")
 CHILD_TIMEOUT_S = 3600.0
-# A distributed variant's scaling is measured against this one-process variant (same loop).
-SINGLE_PROCESS_BASE = {"tf-mwms-2": "keras-sequential", "torch-ddp-2": "torch"}
+# A distributed variant's scaling is measured against the one-process variant with the same loop.
+SINGLE_PROCESS_BASE = {"tf-mwms-2": "keras-tape", "torch-ddp-2": "torch"}
 
 
 def _resolve_nets(nets) -> list[str]:
