@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["run_child", "main"]
+__all__ = ["run_child", "log_timing_and_test", "main"]
 
 
 def _rss_now() -> int:
@@ -91,23 +91,24 @@ def _log_scalars(cfg, trained, accuracy: float, loss: float) -> None:
                 writer.add_scalar("epoch_loss", l, epoch)
                 writer.add_scalar("epoch_accuracy", a, epoch)
             writer.close()
-            return _log_common(cfg, trained, accuracy, loss)
+            return log_timing_and_test(cfg.log_dir, trained.epoch_s, accuracy, loss)
         with ScalarWriter(Path(cfg.log_dir) / "train") as w:
             for epoch, (l, a) in enumerate(zip(trained.train_loss, trained.train_acc)):
                 w.scalar("epoch_loss", l, epoch)
                 w.scalar("epoch_accuracy", a, epoch)
-    _log_common(cfg, trained, accuracy, loss)
+    log_timing_and_test(cfg.log_dir, trained.epoch_s, accuracy, loss)
 
 
-def _log_common(cfg, trained, accuracy: float, loss: float) -> None:
+def log_timing_and_test(log_dir, epoch_s: list[float], accuracy: float, loss: float) -> None:
+    """timing/epoch_seconds per epoch and test/test_{accuracy,loss} at the last epoch (every run)."""
     from deploykit.compare.tblog import ScalarWriter
 
-    with ScalarWriter(Path(cfg.log_dir) / "timing") as w:
-        for epoch, seconds in enumerate(trained.epoch_s):
+    with ScalarWriter(Path(log_dir) / "timing") as w:
+        for epoch, seconds in enumerate(epoch_s):
             w.scalar("epoch_seconds", seconds, epoch)
-    with ScalarWriter(Path(cfg.log_dir) / "test") as w:
-        w.scalar("test_accuracy", accuracy, cfg.epochs - 1)
-        w.scalar("test_loss", loss, cfg.epochs - 1)
+    with ScalarWriter(Path(log_dir) / "test") as w:
+        w.scalar("test_accuracy", accuracy, len(epoch_s) - 1)
+        w.scalar("test_loss", loss, len(epoch_s) - 1)
 
 
 def main(argv: list[str]) -> int:

@@ -112,6 +112,10 @@ def _finish(spec, prefix, rank, trained_extra, epoch_s, losses, accs, predict, d
     probs = predict(data["x_test"])
     result["test_accuracy"], result["test_loss"] = test_figures(probs, data["y_test"])
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if rank == 0:
+        from deploykit.compare.child import log_timing_and_test
+
+        log_timing_and_test(spec["log_dir"], epoch_s, result["test_accuracy"], result["test_loss"])
     Path(f"{prefix}.rank{rank}.json").write_text(json.dumps(result))
     return result
 
