@@ -7,6 +7,7 @@ before TensorBoard files or exports, so it is the training's own figure.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import resource
@@ -50,7 +51,10 @@ def run_child(spec: dict) -> dict:
     if uses_tf:
         from deploykit.runtimes.tensorflow_rt import import_tf
 
-        import_tf()
+        import_tf()  # quietly, before Keras pulls it in
+    for module in variant.needs:  # timed apart from training (paddle2onnx only matters at export)
+        if module != "paddle2onnx":
+            importlib.import_module(module)
     threads["set"] = apply_after_import(spec["threads"], uses_tf, uses_torch)
     import_s = time.perf_counter() - t0
     rss_before = _rss_now()
