@@ -1,10 +1,11 @@
 """compare-training for real: children train on real MNIST subsets, write a schema-valid results file,
 TensorBoard logs and (Paddle) an ONNX artifact proven by deploykit's validation.
 
-Default run (94 s measured on a busy, shared 2-core machine): the Keras APIs and GradientTape loop in process on 512 images, and one
-comparison of three variants (Keras fit, PyTorch, Paddle) plus PyTorch DDP on 2 processes. Slow
-(`pytest -m slow tests/integration/test_compare_training.py`, ~10 min on 2 cores): every variant on both
-networks, and MultiWorkerMirroredStrategy against its one-process loop.
+Default run (94 s measured on a busy, shared 2-core machine): the Keras APIs and GradientTape loop in
+process on 512 images, and one comparison of three variants (Keras fit, PyTorch, Paddle) plus PyTorch
+DDP on 2 processes. Slow (`pytest -m slow tests/integration/test_compare_training.py`; 8 of the 14
+variants on both networks took 10 min here, all 14 take ~20 min): every variant on both networks, and
+MultiWorkerMirroredStrategy against its one-process loop.
 """
 
 import importlib.util
