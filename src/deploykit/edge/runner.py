@@ -9,7 +9,8 @@ deploykit, and its syntax stays within Python 3.6 so that an old device Python g
 What stays on the host: the manifest, the input mapping (`deploykit.runtimes.base.to_input` prepares
 the input tensor there; the runner receives the tensor as .npy) and parity (the runner returns the raw
 output tensor). One implementation of each, and the device only runs what is timed on any machine:
-``set_tensor → invoke → get_tensor`` (as `TFLitePredictor.run`, which `deploykit bench` times).
+``set_tensor → invoke → get_tensor`` in `Model.run`, the one TFLite call path: the runtime registry's
+LiteRT predictor (`deploykit.runtimes.litert_rt`, which `deploykit bench` times) wraps this same class.
 
 Job (JSON): mode "facts" | "check" | "bench"; out (result file, written atomically); runtime (None, a
 package name or NAME==VERSION); for check/bench: artifact {format, path, input (.npy of the prepared
@@ -35,7 +36,8 @@ import sys
 import tempfile
 import time
 
-__all__ = ["main", "device_facts", "device_state", "find_runtime", "parse_load_error", "EXIT_MISSING", "EXIT_USAGE"]
+__all__ = ["main", "device_facts", "device_state", "find_runtime", "import_runtime", "open_model", "Model", "Missing",
+           "parse_load_error", "EXIT_MISSING", "EXIT_USAGE"]
 
 RUNNER_VERSION = 1
 EXIT_OK = 0
@@ -49,6 +51,9 @@ RUNTIMES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter"),
     ("tensorflow", "tensorflow.lite"),
 )
+# ONNX artifacts (PyTorch models reach a Pi this way too): ONNX Runtime, which has aarch64 wheels.
+ONNX_RUNTIMES = (("onnxruntime", "onnxruntime"),)
+KINDS = {"tflite": RUNTIMES, "onnx": ONNX_RUNTIMES}
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 MAX_PROBES = 64  # interpreter constructions per artifact when listing missing op versions
 
@@ -114,9 +119,17 @@ def _package_version(package, module_obj):
         return "unknown"
 
 
-def _import_runtime(package, module):
+def kind_of(path):
+    """"onnx" for .onnx artifacts, else "tflite": which family of runtimes loads the file."""
+    return "onnx" if path.endswith(".onnx") else "tflite"
+
+
+def import_runtime(package, module):
     import importlib
 
+    if package == "onnxruntime":
+        ort = importlib.import_module(module)
+        return Runtime(package, module, ort.__version__, ort.InferenceSession, None)
     if package == "tensorflow":
         tf = importlib.import_module("tensorflow")
         return Runtime(package, module, tf.__version__, tf.lite.Interpreter, tf.lite.experimental.load_delegate)
@@ -126,16 +139,32 @@ def _import_runtime(package, module):
                    getattr(mod, "load_delegate", None))
 
 
-def find_runtime(spec):
-    """The TFLite runtime to use: `spec` None (first found), a package name, or NAME==VERSION."""
+def spec_for(kind, spec):
+    """The part of a job's runtime spec that applies to this kind of artifact (None: first found).
+    `spec` is one spec, or {kind: spec}; a TFLite spec says nothing about ONNX artifacts and back."""
+    if isinstance(spec, dict):
+        return spec.get(kind)
+    if not spec:
+        return None
+    name = spec.split("==", 1)[0]
+    if any(name == r[0] for r in KINDS[kind]):
+        return spec
+    if any(name == r[0] for table in KINDS.values() for r in table):
+        return None  # the other kind's runtime
+    return spec  # a name the runner does not know: find_runtime says so
+
+
+def find_runtime(spec, kind="tflite"):
+    """The runtime to use for `kind` artifacts: `spec` None (first found), a package name, or NAME==VERSION."""
+    table = KINDS[kind]
     name, want = (spec.split("==", 1) + [None])[:2] if spec else (None, None)
-    candidates = [r for r in RUNTIMES if name is None or r[0] == name]
+    candidates = [r for r in table if name is None or r[0] == name]
     if name is not None and not candidates:
-        raise Missing("runtime {!r} is not one the runner knows ({})".format(name, ", ".join(r[0] for r in RUNTIMES)))
+        raise Missing("runtime {!r} is not one the runner knows ({})".format(name, ", ".join(r[0] for r in table)))
     tried = []
     for package, module in candidates:
         try:
-            rt = _import_runtime(package, module)
+            rt = import_runtime(package, module)
         except ImportError as exc:
             tried.append("{} ({})".format(module, exc))
             continue
@@ -145,6 +174,8 @@ def find_runtime(spec):
         return rt
     if name:
         raise Missing("{} (pip install {}{})".format(name, name, "==" + want if want else ""))
+    if kind == "onnx":
+        raise Missing("ONNX Runtime (tried onnxruntime): pip install onnxruntime")
     raise Missing("a TFLite runtime (tried {}): {}".format(", ".join(m for _, m in RUNTIMES), install_advice()))
 
 
@@ -420,8 +451,13 @@ def _encode_array(a):
 
 
 class Model(object):
-    """One interpreter, run like `deploykit.runtimes.litert_rt.TFLitePredictor.run`: resized when the
-    batch changes, fixed-batch artifacts padded and run in chunks."""
+    """One interpreter, run: THE TFLite call path of deploykit. `deploykit.runtimes.litert_rt` wraps
+    this class for the runtime registry (validation, serving, `deploykit bench`) and the runner uses it
+    on devices, so what is timed there and here is the same code. It lives in this file because the
+    runner must stay self-contained (numpy and a TFLite runtime only).
+
+    Resized only when the batch size changes (a resize re-plans memory); a fixed-batch artifact is
+    padded to its batch, and larger batches run in chunks of it."""
 
     def __init__(self, interpreter):
         self.interpreter = interpreter
@@ -442,12 +478,59 @@ class Model(object):
                 return self.run(np.concatenate([tensor, pad]))[:n]
             return np.concatenate([self.run(tensor[i:i + self.fixed_batch]) for i in range(0, n, self.fixed_batch)])
         if n != self._batch:
+            # Only the batch dimension changes, and only on a dynamic-batch artifact (-1 in its
+            # signature): what strict=True would enforce; left off since old runtimes lack the keyword.
             self.interpreter.resize_tensor_input(self._in["index"], list(tensor.shape))
             self.interpreter.allocate_tensors()
             self._batch = n
         self.interpreter.set_tensor(self._in["index"], tensor)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out).copy()
+        return self.interpreter.get_tensor(self._out)  # a copy already (every TFLite Python binding copies)
+
+
+class OnnxModel(object):
+    """One ONNX Runtime session, run: THE ONNX call path of deploykit (`deploykit.runtimes.
+    onnxruntime_rt` wraps it; the runner uses it on devices). Numpy in, numpy out: ORT copies results
+    back to host memory, so no explicit sync is needed."""
+
+    fixed_batch = None  # the exporters write a dynamic batch axis
+
+    def __init__(self, session):
+        self.session = session
+        self._input = session.get_inputs()[0].name
+        self._output = [session.get_outputs()[0].name]
+
+    def run(self, tensor):
+        return self.session.run(self._output, {self._input: tensor})[0]
+
+
+def onnx_session(runtime, source, threads=None, providers=("CPUExecutionProvider",)):
+    """An ONNX Runtime session on `source` (path or bytes); raises the backend's own errors."""
+    import importlib
+
+    ort = importlib.import_module(runtime.module)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(source, sess_options=opts, providers=list(providers))
+
+
+def open_model(runtime, model_content, threads=None, delegates=None):
+    """(Model or None, load error or None): construct, allocate and wrap an interpreter (or session)."""
+    if runtime.package == "onnxruntime":
+        try:
+            return OnnxModel(onnx_session(runtime, model_content, threads)), None
+        except Exception as exc:  # noqa: BLE001 - ORT's errors (InvalidProtobuf, Fail, …) have no common base: a load verdict
+            return None, "{}: {}".format(type(exc).__name__, str(exc).strip())
+    interpreter, error = _construct(runtime, model_content, threads, delegates)
+    if interpreter is None:
+        return None, error
+    try:
+        return Model(interpreter), None
+    except (ValueError, RuntimeError) as exc:
+        return None, str(exc).strip()
 
 
 def _delegates(runtime, path):
@@ -466,13 +549,7 @@ def load(runtime, model_content, threads, delegates):
     """(Model or None, error or None, load_ms, native log lines)."""
     with _CaptureStderr() as cap:
         t0 = time.perf_counter_ns()
-        interpreter, error = _construct(runtime, model_content, threads, delegates)
-        model = None
-        if interpreter is not None:
-            try:
-                model = Model(interpreter)
-            except (ValueError, RuntimeError) as exc:
-                error = str(exc).strip()
+        model, error = open_model(runtime, model_content, threads, delegates)
         load_ms = (time.perf_counter_ns() - t0) / 1e6
     return model, error, load_ms, [ln for ln in cap.text.splitlines() if ln.strip()]
 
@@ -503,7 +580,7 @@ def run_artifact(job, runtime):
             result["pinning_error"] = str(exc)
     with open(art["path"], "rb") as f:
         model_content = f.read()
-    delegates, why = _delegates(runtime, art["path"])
+    delegates, why = _delegates(runtime, art["path"]) if kind_of(art["path"]) == "tflite" else ([], None)
     if delegates is None:
         result["load"] = {"ok": False, "unavailable": why}
         result["state_after"] = device_state()
@@ -578,16 +655,26 @@ def main(argv=None):
     try:
         check_python()
         missing = [m for m in [check_numpy()] if m]
-        try:
-            runtime = find_runtime(job.get("runtime"))
-        except Missing as exc:
-            missing.append(str(exc))
-            runtime = None
-        if missing:
-            raise Missing("; ".join(missing))
         if mode == "facts":
-            result = {"facts": device_facts(runtime), "state": device_state()}
+            runtimes = {}
+            for kind in job.get("kinds") or ["tflite"]:  # every kind of artifact the session will send
+                try:
+                    runtimes[kind] = find_runtime(spec_for(kind, job.get("runtime")), kind)
+                except Missing as exc:
+                    missing.append(str(exc))
+            if missing:
+                raise Missing("; ".join(missing))
+            first = list(runtimes.values())[0]
+            result = {"facts": device_facts(first), "state": device_state()}
+            result["facts"]["runtimes"] = {kind: rt.describe() for kind, rt in runtimes.items()}
         else:
+            kind = kind_of(job["artifact"]["path"])
+            try:
+                runtime = find_runtime(spec_for(kind, job.get("runtime")), kind)
+            except Missing as exc:
+                missing.append(str(exc))
+            if missing:
+                raise Missing("; ".join(missing))
             result = run_artifact(job, runtime)
     except Missing as exc:
         sys.stderr.write("{} {}\n".format(MISSING_PREFIX, exc))
