@@ -1,4 +1,5 @@
-"""`deploykit edge bench`: latency of TFLite artifacts on a device over SSH, or emulated here.
+"""`deploykit edge bench`: latency of TFLite (and ONNX, in ONNX Runtime) artifacts on a device over SSH,
+or emulated here.
 
 On the device, the runner times ``set_tensor → invoke → get_tensor`` with `deploykit.bench.protocol`
 (warm-up, windows until three agree within 10 %, percentiles), the same call and protocol
@@ -31,7 +32,7 @@ from deploykit.bench import protocol
 from deploykit.edge.compat import runtime_name, verdict
 from deploykit.edge.envs import RuntimeEnv, RuntimeSpec, ensure_runtime_env, parse_runtime_spec
 from deploykit.edge.index import verify_version
-from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
+from deploykit.edge.prepare import edge_entries, kinds_for, load_reference, prepare_artifacts, resolve_models
 from deploykit.edge.profiles import DeviceProfile, get_profile
 from deploykit.edge.session import LOAD_ALLOWANCE_S, run_session
 from deploykit.edge.transport import LocalTransport, SSHTransport, parse_ssh_target
@@ -125,7 +126,7 @@ def machine_from_facts(facts: dict, first_state: dict, last_state: dict) -> Mach
         hostname=facts.get("hostname") or "unknown", cpu_model=facts.get("cpu_model") or "unknown",
         cores_logical=int(facts.get("cores_logical") or 1), memory_bytes=facts.get("memory_bytes"),
         os=facts.get("os") or "unknown", python=facts.get("python") or "unknown", board=facts.get("board"),
-        extra={"arch": facts.get("arch"), "numpy": facts.get("numpy"), "runtime": rt,
+        extra={"arch": facts.get("arch"), "numpy": facts.get("numpy"), "runtime": rt, "runtimes": facts.get("runtimes"),
                "cpu_governor": facts.get("cpu_governor"), "cpu_max_hz": facts.get("cpu_max_hz"),
                "edgetpu_library": facts.get("edgetpu_library"), "state_before": first_state,
                "state_after": last_state, "throttled": _throttled(first_state) or _throttled(last_state)})
@@ -224,13 +225,14 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
     plans = []
     for model_dir in model_dirs:
         manifest = ModelManifest.read(model_dir)
-        entries, left_out = tflite_entries(manifest, settings.formats)
+        entries, left_out = edge_entries(manifest, settings.formats, kinds_for(runtime))
         notes += left_out
         if entries:
             reference = load_reference(model_dir, manifest, settings.samples)
             plans.append((manifest, prepare_artifacts(model_dir, manifest, entries, reference), reference))
     if not plans:
-        raise UsageError(f"no TFLite artifacts in {', '.join(paths)}")
+        what = " or ".join("ONNX" if k == "onnx" else "TFLite" for k in kinds_for(runtime))
+        raise UsageError(f"no {what} artifacts for {runtime or 'the device'} in {', '.join(paths)}")
     prepared = [a for _, arts, _ in plans for a in arts]
 
     per_run = len(threads) * len(settings.batch_sizes) * (settings.max_time_s + 5)

@@ -130,7 +130,7 @@ def actionable_message(entry: ArtifactEntry, info: TfliteInfo, runtime: dict, lo
 
 def _converter(entry: ArtifactEntry) -> Optional[str]:
     tv = entry.tool_versions or {}
-    for key in ("tensorflow", "ai-edge-torch", "ai-edge-litert"):
+    for key in ("tensorflow", "ai-edge-torch", "ai-edge-litert", "tf2onnx", "torch"):
         if key in tv:
             return f"{key} {tv[key]}"
     return None

@@ -106,7 +106,9 @@ async def run_session(
     try:
         for f in runner_files():
             await transport.put(f, f.name)
-        job = {"mode": "facts", "out": "facts.json", "runtime": runtime}
+        # every kind of artifact sent (TFLite, ONNX) needs its runtime there: all are asked for up front
+        kinds = sorted({runner_module.kind_of(a.path.name) for a in artifacts}) or ["tflite"]
+        job = {"mode": "facts", "out": "facts.json", "runtime": runtime, "kinds": kinds}
         await transport.put_bytes(json.dumps(job).encode(), "job-facts.json")
         _check_run(transport, await transport.run(["runner.py", "job-facts.json"], FACTS_TIMEOUT_S), "reading device facts")
         first = json.loads(await transport.get_bytes("facts.json"))
