@@ -55,7 +55,7 @@ class EdgeBenchSettings:
     identity: Optional[Path] = None
     known_hosts: Optional[Path] = None
     trust_new_host: bool = False
-    python: str = "python3"
+    python: Optional[str] = None  # None: the venv `deploykit edge setup` made on the device, else python3
     samples: int = 256
     min_time_s: float = protocol.DEFAULT_MIN_TIME_S
     warmup_s: float = protocol.DEFAULT_WARMUP_S
@@ -129,26 +129,43 @@ def machine_from_facts(facts: dict, first_state: dict, last_state: dict) -> Mach
         extra={"arch": facts.get("arch"), "numpy": facts.get("numpy"), "runtime": rt, "runtimes": facts.get("runtimes"),
                "cpu_governor": facts.get("cpu_governor"), "cpu_max_hz": facts.get("cpu_max_hz"),
                "edgetpu_library": facts.get("edgetpu_library"), "state_before": first_state,
-               "state_after": last_state, "throttled": _throttled(first_state) or _throttled(last_state)})
+               "state_after": last_state, "throttled": _throttled(first_state, last_state),
+               "not_available": {**(facts.get("not_available") or {}), **(first_state.get("not_available") or {})}})
 
 
-def _throttled(state: Optional[dict]) -> bool:
-    return bool(state and state.get("throttled_now"))
+def _throttled(*states: Optional[dict]):
+    """True/False from the firmware's "now" bits; "not available" where the device records none."""
+    known = [s["throttled_now"] for s in states if s and s.get("throttled_now") is not None]
+    if not known:
+        why = next((s.get("not_available", {}).get("throttled") for s in states if s), None)
+        return why or "not available: the device reported no throttling state"
+    return any(known)
 
 
 def throttle_notes(states: list[tuple[str, dict]]) -> list[str]:
     """Notes that make a throttled run visible: firmware throttling flags, or the clock falling."""
     notes = []
-    flagged = [(what, s) for what, s in states if s.get("throttled_flags")]
-    if flagged:
-        what, s = flagged[-1]
-        notes.append(f"THROTTLING reported by the device ({what}): {', '.join(s['throttled_flags'])} "
-                     f"({s.get('throttled')}); figures measured while throttled are slower than the device's best")
+    # Only the "now" bits say this run was throttled; the "occurred" bits may be from any time since boot.
+    now = [(what, s) for what, s in states if s.get("throttled_now")]
+    if now:
+        what, s = now[-1]
+        flags = [f for f in s["throttled_flags"] if f.endswith(" now")]
+        notes.append(f"THROTTLING reported by the device ({what}): {', '.join(flags)} ({s.get('throttled')}); "
+                     f"figures measured while throttled are slower than the device's best")
+    else:
+        past = [(what, s) for what, s in states if s.get("throttled_flags")]
+        if past:
+            what, s = past[-1]
+            notes.append(f"the device reports {', '.join(s['throttled_flags'])} ({s.get('throttled')}, {what}): "
+                         f"since boot, not during this run (its \"now\" bits were clear)")
     clocks = [s.get("arm_clock_hz") for _, s in states if s.get("arm_clock_hz")]
     temps = [s.get("temp_c") for _, s in states if s.get("temp_c") is not None]
     if clocks and temps:
         notes.append(f"CPU clock {min(clocks) / 1e6:,.0f}–{max(clocks) / 1e6:,.0f} MHz, temperature "
                      f"{min(temps):.1f}–{max(temps):.1f} °C during the run")
+    missing = sorted({v for _, s in states for v in (s.get("not_available") or {}).values()})
+    if missing:
+        notes.append("device facts " + "; ".join(missing))
     return notes
 
 

@@ -249,7 +249,7 @@ def device_facts(runtime=None):
 
     cpufreq = "/sys/devices/system/cpu/cpu0/cpufreq/"
     max_khz = _read(cpufreq + "cpuinfo_max_freq")
-    return {
+    facts = {
         "hostname": socket.gethostname(),
         "board": _read("/proc/device-tree/model"),
         "cpu_model": _cpu_model(),
@@ -265,6 +265,11 @@ def device_facts(runtime=None):
         "edgetpu_library": _edgetpu_present(),
         "runner_version": RUNNER_VERSION,
     }
+    why = {"board": "no /proc/device-tree/model (not a device-tree board)",
+           "cpu_governor": "no cpufreq in " + cpufreq, "cpu_max_hz": "no cpufreq in " + cpufreq,
+           "memory_bytes": "no MemTotal in /proc/meminfo"}
+    facts["not_available"] = {k: "not available: " + reason for k, reason in why.items() if facts.get(k) is None}
+    return facts
 
 
 def _vcgencmd(*args):
@@ -293,8 +298,10 @@ def device_state():
             bits = int(throttled.split("=", 1)[1], 16)
             state["throttled"] = hex(bits)
             state["throttled_flags"] = [text for bit, text in sorted(THROTTLE_BITS.items()) if bits >> bit & 1]
-            state["throttled_now"] = bool(bits & 0xF)
-        return state
+            state["throttled_now"] = bool(bits & 0xF)  # bits 0-3 are "now"; 16-19 "occurred since boot"
+        return _mark_missing(state, {"arm_clock_hz": "vcgencmd answered no CPU clock",
+                                     "temp_c": "vcgencmd answered no temperature"})
+    state["throttled_now"] = None  # only Raspberry Pi firmware records throttling
     state["source"] = "sysfs"
     cur = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     if cur and cur.isdigit():
@@ -312,6 +319,15 @@ def device_state():
     if temps:
         hottest = max(temps)
         state["temp_c"], state["temp_zone"] = hottest
+    state = _mark_missing(state, {"arm_clock_hz": "no vcgencmd and no cpufreq (/sys/devices/system/cpu/cpu0/cpufreq)",
+                                  "temp_c": "no vcgencmd and no thermal zone in " + base})
+    state["not_available"]["throttled"] = "not available: no vcgencmd (throttling is recorded by Raspberry Pi firmware only)"
+    return state
+
+
+def _mark_missing(state, why):
+    """Facts the device cannot give are named with the reason, not left out or zero."""
+    state["not_available"] = {k: "not available: " + reason for k, reason in why.items() if k not in state}
     return state
 
 
