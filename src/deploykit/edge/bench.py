@@ -62,8 +62,12 @@ class EdgeBenchSettings:
     window_s: float = protocol.DEFAULT_WINDOW_S
     max_windows: int = protocol.DEFAULT_MAX_WINDOWS
     tolerance: float = protocol.DEFAULT_TOLERANCE
+    sustained_s: Optional[float] = None  # measure each record this long, sampling clock and temperature
+    sample_every_s: float = 1.0
 
     def __post_init__(self):
+        if self.sustained_s is not None and self.sustained_s <= 0:
+            raise UsageError(f"--sustained must be a positive duration, got {self.sustained_s}")
         if self.threads is not None and (not self.threads or any(t < 1 for t in self.threads)):
             raise UsageError(f"thread counts must be integers ≥ 1, got {self.threads}")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -79,9 +83,15 @@ class EdgeBenchSettings:
 
     @property
     def max_time_s(self) -> float:
+        if self.sustained_s:
+            return 2.0 * self.sustained_s
         return max(10.0, 20.0 * self.min_time_s)
 
     def protocol_settings(self) -> dict:
+        if self.sustained_s:  # at least that long of steady windows; room for enough windows to hold it
+            windows = max(self.max_windows, int(self.max_time_s / self.window_s) + 10)
+            return {"warmup_s": self.warmup_s, "min_time_s": self.sustained_s, "window_s": self.window_s,
+                    "max_windows": windows, "tolerance": self.tolerance, "max_time_s": self.max_time_s}
         return {"warmup_s": self.warmup_s, "min_time_s": self.min_time_s, "window_s": self.window_s,
                 "max_windows": self.max_windows, "tolerance": self.tolerance, "max_time_s": self.max_time_s}
 
@@ -169,6 +179,27 @@ def throttle_notes(states: list[tuple[str, dict]]) -> list[str]:
     return notes
 
 
+def sustained_notes(records: list[BenchRecord], sustained_s: float) -> list[str]:
+    """Heat soak, per record: clock and temperature at the first and last sample of its sustained run."""
+    notes = []
+    for r in records:
+        samples = (r.extra or {}).get("state_samples") or []
+        if not samples:
+            continue
+        first, last = samples[0], samples[-1]
+        parts = []
+        if first.get("arm_clock_hz") and last.get("arm_clock_hz"):
+            parts.append(f"clock {first['arm_clock_hz'] / 1e6:,.0f} → {last['arm_clock_hz'] / 1e6:,.0f} MHz")
+        if first.get("temp_c") is not None and last.get("temp_c") is not None:
+            parts.append(f"temperature {first['temp_c']:.1f} → {last['temp_c']:.1f} °C")
+        if any(s.get("throttled_now") for s in samples):
+            parts.append("THROTTLED during the run")
+        notes.append(f"sustained {sustained_s:g} s, {r.model}/{r.format} t{r.threads} b{r.batch}: "
+                     f"{len(samples)} samples over {last['t_s']:.0f} s; "
+                     + ("; ".join(parts) or "clock and temperature not available on this device"))
+    return notes
+
+
 def _records_for(manifest, art, result, compat, *, target, emulated, label, settings, threads, batch_sizes) -> list[BenchRecord]:
     entry = art.entry
     rt = result.get("runtime") or {}
@@ -196,7 +227,7 @@ def _records_for(manifest, art, result, compat, *, target, emulated, label, sett
                                        extra=common_extra))
             continue
         m = run["measure"]
-        extra = dict(common_extra, **{k: m[k] for k in ("calls", "measured_s", "stop_reason", "window_calls",
+        extra = dict(common_extra, state_samples=run.get("state_samples") or None, **{k: m[k] for k in ("calls", "measured_s", "stop_reason", "window_calls",
                                                          "warmup_calls", "clock", "clock_overhead_us", "tolerance",
                                                          "min_time_s", "protocol_version")})
         records.append(BenchRecord(
@@ -259,6 +290,7 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
         session = asyncio.run(run_session(
             transport, prepared, mode="bench", runtime=runtime, threads=threads, batch_sizes=settings.batch_sizes,
             cpus=cpus, protocol_settings=settings.protocol_settings(), run_timeout_s=LOAD_ALLOWANCE_S + per_run,
+            sample_every_s=settings.sample_every_s if settings.sustained_s else None,
             progress=(lambda msg: reporter.advance(msg) if reporter else None)))
     finally:
         if reporter:
@@ -298,6 +330,8 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
     if settings.local:
         for r in records:  # which runtime ran, and whether it was the profile's, travels with every record
             r.extra.update(runtime_spec=runtime, runtime_source=runtime_source)
+    if settings.sustained_s:
+        notes += sustained_notes(records, settings.sustained_s)
     unstable = [f"{r.format} b{r.batch} t{r.threads}" for r in records if r.status == "ok" and not r.stable]
     if unstable:
         notes.append(f"windows did not agree within {settings.tolerance:.0%} (figures kept, stable=false): "

@@ -27,6 +27,21 @@ def _formats(text: Optional[str]) -> Optional[list[str]]:
     return [f.strip() for f in text.split(",") if f.strip()] if text else None
 
 
+def _duration(text: str, option: str) -> float:
+    """'60s' / '2m' / '90' → seconds; bad input is a usage error (one line, exit 2)."""
+    from deploykit.errors import UsageError
+
+    t = text.strip().lower()
+    scale = 60.0 if t.endswith("m") else 1.0
+    try:
+        value = float(t.rstrip("sm")) * scale
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: expected a duration like 60s or 2m") from exc
+    if value <= 0:
+        raise UsageError(f"{option} {text!r}: expected a positive duration")
+    return value
+
+
 def _console():
     from rich.console import Console
 
@@ -107,6 +122,7 @@ def bench_cmd(
     min_time: float = typer.Option(0.5, "--min-time", help="Least seconds measured per record; windows continue until three agree within 10 %."),
     warmup: float = typer.Option(0.1, "--warmup", help="Warm-up seconds per record before measuring."),
     out: Path = typer.Option(Path("edge-bench.json"), "--out", "-o", help="Results file (kind edge-bench), written only when every artifact is done."),
+    sustained: Optional[str] = typer.Option(None, "--sustained", help="Measure each record at least this long (e.g. 60s, 2m), sampling CPU clock and temperature every second, so heat soak and throttling show."),
 ):
     """Copy TFLite artifacts and a self-contained runner to a device over SSH (or run it here against a
     profile), time them with deploykit's measurement protocol, and bring the results back."""
@@ -121,7 +137,7 @@ def bench_cmd(
         threads=parse_int_list(threads, "--threads") if threads else None,
         batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), formats=_formats(formats), identity=identity,
         known_hosts=known_hosts, trust_new_host=trust_new_host, python=python, samples=samples,
-        min_time_s=min_time, warmup_s=warmup)
+        min_time_s=min_time, warmup_s=warmup, sustained_s=_duration(sustained, "--sustained") if sustained else None)
     results = run_edge_bench(model_dirs, settings, reporter=RichReporter())
     console.print(bench_table(results))
     for note in results.notes:

@@ -570,6 +570,39 @@ def load(runtime, model_content, threads, delegates):
     return model, error, load_ms, [ln for ln in cap.text.splitlines() if ln.strip()]
 
 
+class StateSampler(object):
+    """--sustained: clock and temperature every `every_s` seconds while a measurement runs, so that
+    heat soak shows. A thread that sleeps between reads (sysfs, or vcgencmd on a Pi); off when None."""
+
+    def __init__(self, every_s):
+        import threading
+
+        self.every_s = every_s
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True) if every_s else None
+
+    def _loop(self):
+        t0 = time.time()
+        while True:
+            s = device_state()
+            self.samples.append({"t_s": round(s["time"] - t0, 3), "arm_clock_hz": s.get("arm_clock_hz"),
+                                 "temp_c": s.get("temp_c"), "throttled_now": s.get("throttled_now")})
+            if self._stop.wait(self.every_s):
+                return
+
+    def __enter__(self):
+        if self._thread:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._thread:
+            self._stop.set()
+            self._thread.join()
+        return False
+
+
 def _take(x, batch):
     import numpy as np
 
@@ -635,9 +668,10 @@ def run_artifact(job, runtime):
                     return model.run(tensor)
 
                 _, first_ms = protocol.first_call(call)
-                m = protocol.measure(call, **settings)
+                with StateSampler(job.get("sample_every_s")) as sampler:
+                    m = protocol.measure(call, **settings)
                 runs.append({"threads": t, "batch": batch, "load_ms": load_ms, "first_inference_ms": first_ms,
-                             "measure": m})
+                             "measure": m, "state_samples": sampler.samples})
         result["runs"] = runs
     result["peak_rss_bytes"] = protocol.peak_rss_bytes()
     result["state_after"] = device_state()
