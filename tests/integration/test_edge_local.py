@@ -82,7 +82,7 @@ def test_runtime_override_is_recorded_and_the_disagreement_shown(mnist_models, r
 def test_sustained_samples_clock_and_temperature_during_the_run(mnist_models, tmp_path):
     out = tmp_path / "sustained.json"
     proc = deploykit("edge", "bench", str(mnist_models / "keras-cnn"), "--target", "local", "--profile", "rpi4",
-                     "--formats", "tflite-fp32", "--samples", "50", "--sustained", "2s", "--out", str(out))
+                     "--formats", "tflite-fp32", "--samples", "50", "--sustained", "2s", "--op-profile", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     results = read_results(out)
     r = results.records[0]
@@ -91,6 +91,7 @@ def test_sustained_samples_clock_and_temperature_during_the_run(mnist_models, tm
     assert len(samples) >= 2 and [s["t_s"] for s in samples] == sorted(s["t_s"] for s in samples)
     assert samples[-1]["t_s"] >= 1.0
     assert any(n.startswith("sustained 2 s, keras-cnn/tflite-fp32") for n in results.notes)
+    assert r.extra["op_profile"]["not_available"].startswith("not available: the TFLite Python interpreters")
     # Whatever this machine lacks (clock, temperature, throttling record) is named, never left null.
     missing = results.machine.extra["not_available"]
     assert all(v.startswith("not available: ") for v in missing.values())

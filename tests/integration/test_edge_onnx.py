@@ -63,3 +63,21 @@ def test_a_tflite_runtime_check_of_a_pytorch_model_says_which_runtime_checks_it(
     proc = deploykit("edge", "check", mnist_models / "torch-mlp", "--profile", "rpi4", "--out", tmp_path / "c.json")
     assert proc.returncode == 2
     assert "--runtime onnxruntime==VERSION" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_emulated_bench_of_onnx_with_an_op_profile(mnist_models, tmp_path):
+    """`--runtime onnxruntime==…` emulates the device in that ONNX Runtime (recorded as an override of
+    the profile's TFLite runtime); `--op-profile` gives ORT's per-operator time."""
+    out = tmp_path / "bench.json"
+    proc = deploykit("edge", "bench", mnist_models / "torch-mlp", "--target", "local", "--profile", "rpi4",
+                     "--runtime", ORT, "--formats", "onnx", "--min-time", "0.1", "--samples", "50", "--op-profile",
+                     "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = read_results(out)
+    r = results.records[0]
+    assert r.status == "ok" and r.runtime == "onnxruntime" and r.runtime_version == "1.32.0" and r.emulated
+    assert r.extra["runtime_source"] == "override" and r.compat["verdict"] == "compatible"
+    prof = r.extra["op_profile"]
+    assert prof["calls"] > 0 and prof["top"] and abs(sum(o["share"] for o in prof["top"]) - 1) < 0.5
+    assert "Gemm" in {o["op"] for o in prof["top"]}  # torch Linear layers export as Gemm
+    assert any(n.startswith("op profile torch-mlp/onnx") for n in results.notes)

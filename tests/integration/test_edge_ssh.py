@@ -386,3 +386,8 @@ def test_setup_on_an_externally_managed_python_then_bench_tflite_and_onnx_withou
     for r in (tfl, onnx):
         assert r.status == "ok" and r.compat["verdict"] == "compatible" and r.top1_agreement >= 0.98, r.reason
         assert r.latency.p50_us > 0 and not r.emulated
+    report = subprocess.run([sys.executable, "-m", "deploykit", "report", str(results_path)], capture_output=True,
+                            text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    rows = [ln for ln in report.stdout.splitlines() if "edge:127.0.0.1" in ln]
+    assert any("| onnx |" in ln for ln in rows) and any("| tflite-fp32 |" in ln for ln in rows), rows

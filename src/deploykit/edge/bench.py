@@ -64,6 +64,7 @@ class EdgeBenchSettings:
     tolerance: float = protocol.DEFAULT_TOLERANCE
     sustained_s: Optional[float] = None  # measure each record this long, sampling clock and temperature
     sample_every_s: float = 1.0
+    op_profile: bool = False  # top operators by time, where the runtime has a profiler (ONNX Runtime)
 
     def __post_init__(self):
         if self.sustained_s is not None and self.sustained_s <= 0:
@@ -200,6 +201,23 @@ def sustained_notes(records: list[BenchRecord], sustained_s: float) -> list[str]
     return notes
 
 
+def op_profile_notes(plans, results: list[dict]) -> list[str]:
+    """One note per artifact: its top operators by time, or why the runtime gives none."""
+    notes = []
+    arts = [(manifest, art) for manifest, arts, _ in plans for art in arts]
+    for (manifest, art), result in zip(arts, results):
+        prof = result.get("op_profile")
+        if not prof:
+            continue
+        what = f"op profile {manifest.model}/{art.entry.format}"
+        if prof.get("not_available"):
+            notes.append(f"{what}: {prof['not_available']}")
+            continue
+        top = ", ".join(f"{o['op']} {o['share']:.0%} ({o['us_per_call']:.1f} µs)" for o in prof["top"])
+        notes.append(f"{what} (batch {prof['batch']}, {prof['calls']} calls, {prof['source']}): {top}")
+    return notes
+
+
 def _records_for(manifest, art, result, compat, *, target, emulated, label, settings, threads, batch_sizes) -> list[BenchRecord]:
     entry = art.entry
     rt = result.get("runtime") or {}
@@ -211,7 +229,7 @@ def _records_for(manifest, art, result, compat, *, target, emulated, label, sett
         device="edgetpu" if load.get("edgetpu") else "cpu", artifact_bytes=entry.bytes, accuracy=entry.accuracy,
         max_abs_diff=compat.get("max_abs_diff"), top1_agreement=compat.get("top1_agreement"), compat=compat,
     )
-    common_extra = {"timed": TIMED_CALL, "state_before": result.get("state_before"),
+    common_extra = {"op_profile": result.get("op_profile"), "timed": TIMED_CALL, "state_before": result.get("state_before"),
                     "state_after": result.get("state_after"), "pinned_cpus": result.get("pinned_cpus"),
                     "xnnpack": load.get("xnnpack"), "parity": "measured where it ran, vs the framework model's reference outputs",
                     "fixed_batch": result.get("fixed_batch")}
@@ -290,7 +308,7 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
         session = asyncio.run(run_session(
             transport, prepared, mode="bench", runtime=runtime, threads=threads, batch_sizes=settings.batch_sizes,
             cpus=cpus, protocol_settings=settings.protocol_settings(), run_timeout_s=LOAD_ALLOWANCE_S + per_run,
-            sample_every_s=settings.sample_every_s if settings.sustained_s else None,
+            sample_every_s=settings.sample_every_s if settings.sustained_s else None, op_profile=settings.op_profile,
             progress=(lambda msg: reporter.advance(msg) if reporter else None)))
     finally:
         if reporter:
@@ -332,6 +350,8 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
             r.extra.update(runtime_spec=runtime, runtime_source=runtime_source)
     if settings.sustained_s:
         notes += sustained_notes(records, settings.sustained_s)
+    if settings.op_profile:
+        notes += op_profile_notes(plans, results)
     unstable = [f"{r.format} b{r.batch} t{r.threads}" for r in records if r.status == "ok" and not r.stable]
     if unstable:
         notes.append(f"windows did not agree within {settings.tolerance:.0%} (figures kept, stable=false): "

@@ -122,6 +122,7 @@ def bench_cmd(
     min_time: float = typer.Option(0.5, "--min-time", help="Least seconds measured per record; windows continue until three agree within 10 %."),
     warmup: float = typer.Option(0.1, "--warmup", help="Warm-up seconds per record before measuring."),
     out: Path = typer.Option(Path("edge-bench.json"), "--out", "-o", help="Results file (kind edge-bench), written only when every artifact is done."),
+    op_profile: bool = typer.Option(False, "--op-profile", help="Top operators by time per artifact, where the runtime has a profiler (ONNX Runtime; the TFLite Python interpreters have none, which the results say)."),
     sustained: Optional[str] = typer.Option(None, "--sustained", help="Measure each record at least this long (e.g. 60s, 2m), sampling CPU clock and temperature every second, so heat soak and throttling show."),
 ):
     """Copy TFLite artifacts and a self-contained runner to a device over SSH (or run it here against a
@@ -137,7 +138,7 @@ def bench_cmd(
         threads=parse_int_list(threads, "--threads") if threads else None,
         batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), formats=_formats(formats), identity=identity,
         known_hosts=known_hosts, trust_new_host=trust_new_host, python=python, samples=samples,
-        min_time_s=min_time, warmup_s=warmup, sustained_s=_duration(sustained, "--sustained") if sustained else None)
+        min_time_s=min_time, warmup_s=warmup, op_profile=op_profile, sustained_s=_duration(sustained, "--sustained") if sustained else None)
     results = run_edge_bench(model_dirs, settings, reporter=RichReporter())
     console.print(bench_table(results))
     for note in results.notes:

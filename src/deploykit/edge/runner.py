@@ -603,6 +603,47 @@ class StateSampler(object):
         return False
 
 
+OP_PROFILE_CALLS = 100
+TFLITE_NO_OP_PROFILER = ("not available: the TFLite Python interpreters (tflite-runtime, ai-edge-litert) expose no "
+                         "per-operator profiler (TFLite's benchmark_model --enable_op_profiling=true has one)")
+
+
+def onnx_op_profile(runtime, model_content, threads, tensor, calls=OP_PROFILE_CALLS, top=5):
+    """Per-operator time from ONNX Runtime's own profiler (SessionOptions.enable_profiling): the
+    kernel time of every node over `calls` runs, summed per operator type, largest first. A session
+    of its own, after the timed runs: profiling slows the calls it records."""
+    import importlib
+
+    ort = importlib.import_module(runtime.module)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.enable_profiling = True
+    opts.profile_file_prefix = "deploykit-ort-profile"
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    model = OnnxModel(ort.InferenceSession(model_content, sess_options=opts, providers=["CPUExecutionProvider"]))
+    for _ in range(calls):
+        model.run(tensor)
+    path = model.session.end_profiling()
+    try:
+        with open(path) as f:
+            events = json.load(f)
+    finally:
+        os.remove(path)
+    per_op = {}
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            op = (e.get("args") or {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0) + int(e.get("dur", 0))
+    total = sum(per_op.values()) or 1
+    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])
+    return {"source": "onnxruntime profiler (per-node kernel time, summed per op type)", "calls": calls,
+            "batch": int(tensor.shape[0]),
+            "top": [{"op": op, "us_per_call": round(us / calls, 3), "share": round(us / total, 4)}
+                    for op, us in ranked[:top]]}
+
+
 def _take(x, batch):
     import numpy as np
 
@@ -673,6 +714,11 @@ def run_artifact(job, runtime):
                 runs.append({"threads": t, "batch": batch, "load_ms": load_ms, "first_inference_ms": first_ms,
                              "measure": m, "state_samples": sampler.samples})
         result["runs"] = runs
+        if job.get("op_profile"):
+            if runtime.package == "onnxruntime":
+                result["op_profile"] = onnx_op_profile(runtime, model_content, threads[0], _take(x, 1))
+            else:
+                result["op_profile"] = {"not_available": TFLITE_NO_OP_PROFILER}
     result["peak_rss_bytes"] = protocol.peak_rss_bytes()
     result["state_after"] = device_state()
     return result

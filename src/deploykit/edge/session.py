@@ -104,6 +104,7 @@ async def run_session(
     progress: Callable[[str], None] = lambda msg: None,
     kinds: Optional[list[str]] = None,
     sample_every_s: Optional[float] = None,
+    op_profile: bool = False,
 ) -> SessionResult:
     """Run the runner for every artifact on `transport`; raise (and leave nothing half-done on the
     host) when the device lacks something or the session breaks."""
@@ -123,7 +124,7 @@ async def run_session(
             await transport.put_bytes(_npy(art.tensor), f"input-{i}.npy")
             job = {"mode": mode, "out": f"result-{i}.json", "runtime": runtime, "cpus": cpus,
                    "threads": threads, "batch_sizes": batch_sizes, "protocol": protocol_settings or {},
-                   "sample_every_s": sample_every_s,
+                   "sample_every_s": sample_every_s, "op_profile": op_profile,
                    "artifact": {"format": art.entry.format, "path": art.remote_name(i), "input": f"input-{i}.npy",
                                 "ops": art.info.as_job_ops()}}
             await transport.put_bytes(json.dumps(job).encode(), f"job-{i}.json")
