@@ -350,6 +350,9 @@ def _ssh(device: Device, key: Path, command: str) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=120)
 
 
+# slow: ~40 s, most of it pip downloading numpy, tflite-runtime and onnxruntime into the device's venv.
+# Run: pytest -m slow tests/integration/test_edge_ssh.py
+@pytest.mark.slow
 def test_setup_on_an_externally_managed_python_then_bench_tflite_and_onnx_without_python(device, mnist_models, tmp_path):
     """Debian's own python3 refuses `pip install` (PEP 668); `edge setup` makes ~/.deploykit/venv with
     tflite-runtime 2.14.0, numpy and onnxruntime, and `edge bench` (no --python) runs there: a Keras
