@@ -36,7 +36,7 @@ class _Tensor(msgspec.Struct):
     shape: list[int]
     datatype: str
     parameters: Optional[dict[str, Any]] = None
-    data: Optional[msgspec.Raw] = None
+    data: msgspec.Raw = msgspec.Raw()  # empty: not given (Optional[Raw] is not supported by msgspec)
 
 
 class _Requested(msgspec.Struct):
@@ -118,13 +118,13 @@ def _tensor(t: _Tensor, binary: bytes, served: ServedInput, max_images: int) -> 
     count = int(np.prod(t.shape))
     size = (t.parameters or {}).get("binary_data_size")
     if size is not None:
-        if t.data is not None:
+        if len(t.data):
             raise _bad("invalid_input", "give the input's data as JSON or as binary_data_size, not both")
         if size != len(binary) or size != count * np.dtype(dtype).itemsize:
             raise _bad("invalid_binary", f"binary_data_size {size} with {len(binary)} bytes after the header; "
                                          f"shape {t.shape} of {t.datatype} is {count * np.dtype(dtype).itemsize} bytes")
         values = np.frombuffer(binary, dtype=dtype)
-    elif t.data is None:
+    elif not len(t.data) or bytes(t.data) == b"null":
         raise _bad("invalid_input", f"input {t.name!r} has no data (nor binary_data_size)")
     else:
         values = _json_values(t.data, dtype, t.shape, served)

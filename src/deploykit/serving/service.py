@@ -29,12 +29,14 @@ from deploykit.errors import DeployKitError
 from deploykit.serving.app import ServingApp
 from deploykit.serving.config import ServeSettings
 from deploykit.serving.engine import Engine, ModelInfo
+from deploykit.serving.model_input import ServedInput
 from deploykit.serving.startup import is_store_tag, prepare
 
 __all__ = ["DeployKitService", "SETTINGS", "SERVICE_NAME", "HOT_PATHS"]
 
 SERVICE_NAME = "deploykit"
-HOT_PATHS = ["/predict", "/predict_image"]
+# Excluded from tracing (see _service_config): OpenTelemetry matches these as regular expressions, by search.
+HOT_PATHS = ["/predict", "/predict_image", "/v2/models/", "/v1/models/"]
 
 
 def _read_settings() -> ServeSettings:
@@ -98,7 +100,8 @@ class DeployKitService:
         manifest = prepared.manifest
         self.engine = Engine(
             ModelInfo(model=manifest.model, format=prepared.choice.format, runtime=prepared.entry.runtime,
-                      classes=tuple(manifest.classes), model_dir=prepared.model_dir, artifact=prepared.artifact),
+                      classes=tuple(manifest.classes), model_dir=prepared.model_dir, artifact=prepared.artifact,
+                      served=ServedInput.from_spec(manifest.input)),
             max_batch_size=SETTINGS.max_batch_size, max_latency_ms=SETTINGS.max_latency_ms,
             max_queue=SETTINGS.max_queue, warmup_s=SETTINGS.warmup_s, retry_after_s=SETTINGS.retry_after_s,
         )
@@ -127,3 +130,29 @@ class DeployKitService:
     @bentoml.on_shutdown
     def close(self) -> None:
         self.engine.close()
+
+
+class _ClientSchema:
+    """Answers GET /schema.json with these routes listed, so that BentoML's own clients
+    (``bentoml.SyncHTTPClient(url).predict(...)``, ``AsyncHTTPClient``) discover them. BentoML builds
+    that document from ``@bentoml.api`` methods only, and registers its route ahead of mounted apps;
+    a middleware (BentoML's ``add_asgi_middleware``) is the public hook that reaches it first. Every
+    other request passes straight through (one comparison)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != "/schema.json" or scope["method"] != "GET":
+            return await self.app(scope, receive, send)
+        import msgspec
+        from starlette.responses import Response
+
+        from deploykit.serving.openapi import client_schema
+
+        info = serving_app.engine.info if serving_app.engine is not None else None
+        body = {**DeployKitService.schema(), **client_schema(info, SETTINGS.max_images)}
+        await Response(msgspec.json.encode(body), media_type="application/json")(scope, receive, send)
+
+
+DeployKitService.add_asgi_middleware(_ClientSchema)
