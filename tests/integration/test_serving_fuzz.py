@@ -1,35 +1,39 @@
 """schemathesis fuzzing from the OpenAPI document the server itself serves (/docs.json), against a real
-server (`bentoml serve`, ONNX MLP, loopback): every operation, cases generated deterministically
-(derandomized Hypothesis), each sent over HTTP. Checked on every answer: no 5xx; every 4xx is JSON of
-at most 400 bytes; and schemathesis's own checks (status codes, content types, headers and bodies as
-documented; schema-valid bodies not rejected on our routes).
+server (`bentoml serve`, ONNX MLP, loopback), with schemathesis's own CLI (`st run`): every operation,
+cases generated deterministically (`--generation-deterministic`), each sent over HTTP.
 
-Default run: FUZZ_CASES cases per operation. The long form, ≥ 1,000 cases on the prediction routes
-alone, is slow-marked:
+Checks: schemathesis's `all` (status codes, content types, headers and bodies as documented,
+schema-violating bodies rejected, undeclared methods answered 405, …) plus `small_json_errors`
+(fuzz_checks.py): no 5xx but the documented 503 of a deadline the request itself set, and every error
+JSON of at most 400 bytes. Left out: `not_a_server_error` (replaced by that check: a fuzzed
+X-Request-Timeout-Ms of 1e-300 ms is rightly answered 503 deadline_exceeded) and
+`positive_data_acceptance` (OpenAPI 3.0 cannot say "data holds product(shape) values" for the v2 tensor
+nor "these bytes are a PNG", so schema-valid bodies there are rightly refused; /predict and v1 bodies are
+exact in the schema, and tests/unit + test_serving_protocols.py check they are accepted).
+
+Default run: `-n 5` (measured: ~270 cases). The long form (`-n 50`, measured 1,314 cases, ~80 s here):
 
     .venv/bin/python -m pytest tests/integration/test_serving_fuzz.py -m slow -s
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
+pytest.importorskip("schemathesis")
 
 from conftest import free_port  # noqa: E402
 from test_serving_support import bentoml_serve_cmd, start, stop, wait_all_ready  # noqa: E402
 
-FUZZ_CASES = int(os.environ.get("DEPLOYKIT_FUZZ_CASES", "25"))
-LONG_CASES = 250  # per operation in the slow run: 5 prediction operations → ≥ 1,000 cases on them
-MAX_ERROR_BYTES = 400
-PREDICTION_ROUTES = ("/predict", "/predict_image", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer",
-                     "/v1/models/{name}:predict")
-COUNTS: collections.Counter = collections.Counter()
+HERE = Path(__file__).resolve().parent
+EXCLUDED = "not_a_server_error,positive_data_acceptance"
 
 
 @pytest.fixture(scope="module")
@@ -44,40 +48,37 @@ def fuzz_server(mnist_models, tmp_path_factory):
         yield s
     finally:
         stop(s)
-        print(f"\nschemathesis cases sent: {sum(COUNTS.values())} "
-              f"({', '.join(f'{k} {v}' for k, v in sorted(COUNTS.items()))})")
 
 
-@pytest.fixture(scope="module")
-def api_schema(fuzz_server):
-    return schemathesis.openapi.from_url(fuzz_server.url + "/docs.json")
+def _st() -> str:
+    exe = Path(sys.executable).with_name("st")
+    return str(exe) if exe.exists() else shutil.which("st") or "st"
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+def _fuzz(server, examples: int, tmp_path: Path) -> dict:
+    report = tmp_path / "schemathesis.json"
+    cmd = [_st(), "run", server.url + "/docs.json", "--checks", "all", "--exclude-checks", EXCLUDED,
+           "-n", str(examples), "--generation-deterministic", "--request-timeout", "60",
+           "--report", "json", "--report-json-path", str(report)]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "fuzz_checks",
+           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=HERE)
+    assert report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(report.read_text())
+    print(f"\nschemathesis: {result['test_cases']['generated']} cases over {result['operations']['tested']} operations "
+          f"in {result['running_time']:.0f} s; failures {result['failures']}; errors {result['errors']}")
+    failures = [line for line in proc.stdout.splitlines() if line.startswith(("- ST", "___", "    curl"))]
+    assert proc.returncode == 0 and not result["failures"] and not result["errors"], "\n".join(failures)[:6000]
+    return result
 
 
-def _check(case) -> None:
-    response = case.call(timeout=60)
-    COUNTS[f"{case.method} {case.path}"] += 1
-    assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:300])
-    if 400 <= response.status_code < 500:
-        assert response.headers.get("content-type", "").startswith("application/json"), response.text[:200]
-        assert len(response.content) <= MAX_ERROR_BYTES, (response.status_code, len(response.content))
-        json.loads(response.content)
-    case.validate_response(response)
-
-
-_SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
-
-
-@schema.parametrize()
-@settings(max_examples=FUZZ_CASES, **_SETTINGS)
-def test_fuzz_every_operation(case):
-    _check(case)
+def test_fuzz_every_operation(fuzz_server, tmp_path):
+    result = _fuzz(fuzz_server, 5, tmp_path)
+    assert result["operations"]["tested"] == result["operations"]["total"] >= 18
+    assert result["test_cases"]["generated"] >= 100
 
 
 @pytest.mark.slow
-@schema.include(path=list(PREDICTION_ROUTES)).parametrize()
-@settings(max_examples=LONG_CASES, **_SETTINGS)
-def test_fuzz_prediction_routes_long(case):
-    _check(case)
+def test_fuzz_long(fuzz_server, tmp_path):
+    result = _fuzz(fuzz_server, 50, tmp_path)
+    assert result["test_cases"]["generated"] >= 1000

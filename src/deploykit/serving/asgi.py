@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -128,26 +127,43 @@ def _json_errors(router):
     return app
 
 
+# BentoML's own GET routes: another method there gets BentoML's plain-text 405 (or this app's 404);
+# these answer it as the documented JSON 405 instead.
+BENTOML_GET_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
+
+
 class NotFound(BaseRoute):
-    """The last route: any path nothing else serves gets a JSON 404. Hand-written because BentoML
-    renders its router's 404 as plain text and offers no handler for it; it matches only what no
-    route of this app or of BentoML serves (BentoML's own routes come first; its static folders,
-    mounted after this app, are left to it), so known paths (templated ones too) keep their 405."""
+    """The last route: any path nothing else serves gets a JSON 404, and a method BentoML's own GET routes
+    do not take a JSON 405. Hand-written because BentoML renders its router's 404/405 as plain text and
+    offers no handler for them; it matches only what no route of this app serves (BentoML's own routes
+    come first; its static folders, mounted after this app, are left to it), so known paths (templated
+    ones too) keep their 405 from the router."""
 
     def __init__(self, routes: list, left_to_bentoml: tuple[str, ...] = ("/static_content", "/assets")):
-        self.patterns: list[re.Pattern] = [r.path_regex for r in routes]
+        self.routes = routes
         self.left_to_bentoml = left_to_bentoml
 
     def matches(self, scope):
+        if scope["type"] != "http":
+            return Match.NONE, {}
         path = scope.get("path", "")
-        if (scope["type"] != "http" or path.startswith(self.left_to_bentoml)
-                or any(p.match(path) for p in self.patterns)):
+        if path in BENTOML_GET_PATHS:
+            return (Match.NONE if scope.get("method") in ("GET", "HEAD") else Match.FULL), {}
+        # The routes' own matching (not their regular expressions on the path: a fuzzed path that the
+        # regular expression takes can still fail a route's match, and would then get BentoML's text 404).
+        if path.startswith(self.left_to_bentoml) or any(r.matches(scope)[0] != Match.NONE for r in self.routes):
             return Match.NONE, {}
         return Match.FULL, {}
 
     async def handle(self, scope, receive, send) -> None:
-        body = error_body("not_found", f"no route {scope.get('path', '')}; see GET /docs.json")
-        await Response(body, status_code=404, media_type=JSON)(scope, receive, send)
+        path = scope.get("path", "")
+        if path in BENTOML_GET_PATHS:
+            body = error_body("method_not_allowed", f"{scope.get('method')} is not allowed here")
+            response = Response(body, status_code=405, media_type=JSON, headers={"Allow": "GET, HEAD"})
+        else:
+            body = error_body("not_found", f"no route {path}; see GET /docs.json")
+            response = Response(body, status_code=404, media_type=JSON)
+        await response(scope, receive, send)
 
 
 class Endpoint:

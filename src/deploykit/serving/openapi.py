@@ -26,8 +26,10 @@ def _nested(dims: tuple[int, ...], leaf: dict) -> dict:
 
 def _batch(served: ServedInput, max_images: int, leaf: dict) -> dict:
     """A batch of samples, all in one of the accepted shapes (the server refuses batches that mix them)."""
-    forms = [{"type": "array", "minItems": 1, "maxItems": max_images, "items": _nested(s, leaf),
-              "description": f"samples of {'×'.join(map(str, s))}"} for s in served.accepted]
+    # The batch limit (max_images, 413 past it) is said in words, not as maxItems: a body over it is
+    # well-formed, and answered 413 rather than a validation error.
+    forms = [{"type": "array", "minItems": 1, "items": _nested(s, leaf),
+              "description": f"up to {max_images} samples of {'×'.join(map(str, s))}"} for s in served.accepted]
     return forms[0] if len(forms) == 1 else {"oneOf": forms}
 
 
@@ -62,7 +64,8 @@ def schemas(served: ServedInput, max_images: int, classes: int) -> dict:
             "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
                 "type": "object", "required": ["name", "shape", "datatype"], "properties": {
                     "name": {"type": "string", "enum": [served.name]},
-                    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "shape": {"type": "array", "minItems": 1 + len(served.shape), "maxItems": 1 + len(served.shape),
+                              "items": {"type": "integer", "minimum": 1}},
                     "datatype": {"type": "string", "enum": ["FP32", "FP64", "UINT8"]},
                     "parameters": {"type": "object"},
                     "data": {"type": "array", "description": "row-major, flat or nested"}}}},
@@ -94,7 +97,7 @@ _TIME_HEADERS = {
 }
 _TIMEOUT = {"name": "X-Request-Timeout-Ms", "in": "header", "required": False,
             "description": "deadline from arrival; past it the request is dropped and answered 503",
-            "schema": {"type": "number", "exclusiveMinimum": 0}}
+            "schema": {"type": "number", "minimum": 0, "exclusiveMinimum": True}}
 
 
 def _error(description: str, retry: bool = False, schema: str = "Error") -> dict:
@@ -160,8 +163,8 @@ def paths(served: ServedInput, model: str, version: str, image: bool) -> dict:
                             "schema": {"type": "string", "enum": ["auto", "always", "never"], "default": "auto"}},
                            _TIMEOUT],
             "requestBody": {"required": True, "content": {
-                "multipart/form-data": {"schema": {"type": "object", "properties": {
-                    "image": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+                "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+                    "image": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}}}},
                 "image/png": {"schema": {"type": "string", "format": "binary"}},
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
             "responses": {"200": _ok("PredictResponse"), **_errors("Error", "400", "408", "413", "415", "422")}}},

@@ -132,19 +132,54 @@ class DeployKitService:
         self.engine.close()
 
 
-class _ClientSchema:
-    """Answers GET /schema.json with these routes listed, so that BentoML's own clients
-    (``bentoml.SyncHTTPClient(url).predict(...)``, ``AsyncHTTPClient``) discover them. BentoML builds
-    that document from ``@bentoml.api`` methods only, and registers its route ahead of mounted apps;
-    a middleware (BentoML's ``add_asgi_middleware``) is the public hook that reaches it first. Every
-    other request passes straight through (one comparison)."""
+class _Edges:
+    """Two things only a middleware (BentoML's public ``add_asgi_middleware`` hook) can reach, because
+    BentoML's own routes and router sit in front of the mounted app:
+
+    - GET /schema.json lists these routes, so that BentoML's own clients
+      (``bentoml.SyncHTTPClient(url).predict(...)``, ``AsyncHTTPClient``) discover them: BentoML builds
+      that document from ``@bentoml.api`` methods only.
+    - a plain-text error BentoML's router answers itself (a path no route takes, e.g. one with a
+      newline, which even the mount does not match) becomes the documented small JSON error.
+
+    /predict and /predict_image pass straight through (one prefix test): this app answers them in JSON."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] != "/schema.json" or scope["method"] != "GET":
+        if scope["type"] != "http" or scope["path"].startswith(_JSON_ALREADY):
             return await self.app(scope, receive, send)
+        if scope["path"] == "/schema.json" and scope["method"] == "GET":
+            return await self._schema(scope, receive, send)
+        state = {}
+
+        async def json_errors(message):
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                headers = dict(message.get("headers") or [])
+                if headers.get(b"content-type", b"").startswith(b"text/plain"):
+                    state["status"] = message["status"]
+                    return
+            if "status" in state and message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await self._error(state["status"], scope, send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, json_errors)
+
+    @staticmethod
+    async def _error(status: int, scope, send) -> None:
+        from starlette.responses import Response
+
+        from deploykit.serving.errors import error_body
+
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        message = {404: "no such route; see GET /docs.json"}.get(status, f"HTTP {status}")
+        await Response(error_body(code, message), status_code=status, media_type="application/json")(scope, None, send)
+
+    @staticmethod
+    async def _schema(scope, receive, send) -> None:
         import msgspec
         from starlette.responses import Response
 
@@ -155,4 +190,5 @@ class _ClientSchema:
         await Response(msgspec.json.encode(body), media_type="application/json")(scope, receive, send)
 
 
-DeployKitService.add_asgi_middleware(_ClientSchema)
+_JSON_ALREADY = ("/predict",)  # /predict and /predict_image: the hot path
+DeployKitService.add_asgi_middleware(_Edges)
