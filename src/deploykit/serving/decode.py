@@ -38,6 +38,7 @@ __all__ = [
     "border_is_light",
     "check_batch_size",
     "check_samples",
+    "decode_body",
     "sample_type",
     "range_message",
 ]
@@ -85,21 +86,27 @@ def decode_json_batch(body: bytes, max_images: int, served: ServedInput = MNIST_
     """JSON body → float32 N × served.shape. Raises BadRequest (400/413/422) naming the problem."""
     if not body:
         raise BadRequest(400, "invalid_json", 'empty body: send {"inputs": [image, ...]}')
+    parsed = decode_body(_decoder(served), body, served, 422, 'send {"inputs": [image, ...]}')
+    # No NaN/infinity check needed: JSON has no NaN or Infinity literals (msgspec rejects them as
+    # malformed), and numbers that overflow (1e999) fail the range check above.
+    return check_samples(parsed.inputs, max_images, served)
+
+
+def decode_body(decoder: msgspec.json.Decoder, body: bytes, served: ServedInput, invalid_status: int, hint: str):
+    """msgspec decoding with its errors as BadRequest: malformed JSON 400, the wrong structure
+    `invalid_status` (values out of range say the range, a missing field says `hint`)."""
     try:
-        parsed = _decoder(served).decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         message = str(exc)
         if f"<= {float(served.high)!r}" in message or f">= {float(served.low)!r}" in message:
             message = range_message(served, message)
         elif message.startswith("Object missing required field"):
-            message = f'{message}: send {{"inputs": [image, ...]}}'
-        raise BadRequest(422, "invalid_input", message) from None
+            message = f"{message}: {hint}"
+        raise BadRequest(invalid_status, "invalid_input", message) from None
     except msgspec.DecodeError as exc:
         # NaN/Infinity are not JSON: they land here as malformed JSON, with the byte position.
         raise BadRequest(400, "invalid_json", f"{exc}") from None
-    # No NaN/infinity check needed: JSON has no NaN or Infinity literals (msgspec rejects them as
-    # malformed), and numbers that overflow (1e999) fail the range check above.
-    return check_samples(parsed.inputs, max_images, served)
 
 
 def check_samples(samples: list, max_images: int, served: ServedInput) -> np.ndarray:

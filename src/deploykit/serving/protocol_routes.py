@@ -25,7 +25,7 @@ from starlette.routing import Route
 from deploykit import __version__
 from deploykit.serving import oip
 from deploykit.serving.asgi import JSON, Endpoint
-from deploykit.serving.decode import check_samples, range_message, sample_type
+from deploykit.serving.decode import check_samples, decode_body, sample_type
 from deploykit.serving.errors import BadRequest, protocol_error_body
 from deploykit.serving.model_input import ServedInput
 
@@ -63,9 +63,14 @@ class _Protocols:
             raise BadRequest(404, "unknown_version", f"version {version!r} of {name!r} is not served here; its "
                                                      f"version is {engine.info.format!r} (the served format)")
 
-    def _not_starting(self) -> Optional[Response]:
+    def _refused(self, request: Request) -> Optional[Response]:
+        """The error answer of a metadata or readiness route (starting, another model), else None."""
         if self.app.engine is None:
             return _error(503, "not_ready", "server is starting; retry later", {"Retry-After": "1"})
+        try:
+            self._check_model(request)
+        except BadRequest as exc:
+            return _error(exc.status, exc.code, exc.message)
         return None
 
     # -- health and metadata ------------------------------------------------------------------------
@@ -81,23 +86,15 @@ class _Protocols:
         return _json({"ready": ready}, 200 if ready else 503, None if ready else {"Retry-After": "1"})
 
     async def model_metadata(self, request: Request) -> Response:
-        if (early := self._not_starting()) is not None:
-            return early
-        try:
-            self._check_model(request)
-        except BadRequest as exc:
-            return _error(exc.status, exc.code, exc.message)
+        if (refused := self._refused(request)) is not None:
+            return refused
         i = self.app.engine.info
         return _json(oip.model_metadata(i.served, model=i.model, version=i.format, platform=i.runtime,
                                         classes=self.app.engine.classes))
 
     async def model_ready(self, request: Request) -> Response:
-        if (early := self._not_starting()) is not None:
-            return early
-        try:
-            self._check_model(request)
-        except BadRequest as exc:
-            return _error(exc.status, exc.code, exc.message)
+        if (refused := self._refused(request)) is not None:
+            return refused
         engine = self.app.engine
         body = {"name": engine.info.model, "ready": engine.ready}
         return _json(body, 200 if engine.ready else 503, None if engine.ready else {"Retry-After": "1"})
@@ -124,15 +121,7 @@ class _Protocols:
         served = self.app.engine.info.served
         if not data:
             raise BadRequest(400, "invalid_json", 'empty body: send {"instances": [...]} or {"inputs": [...]}')
-        try:
-            body = _v1_decoder(served).decode(data)
-        except msgspec.ValidationError as exc:
-            message = str(exc)
-            if f"<= {float(served.high)!r}" in message or f">= {float(served.low)!r}" in message:
-                message = range_message(served, message)
-            raise BadRequest(400, "invalid_input", message) from None
-        except msgspec.DecodeError as exc:
-            raise BadRequest(400, "invalid_json", str(exc)) from None
+        body = decode_body(_v1_decoder(served), data, served, 400, 'send {"instances": [...]}')
         if (body.instances is None) == (body.inputs is None):
             raise BadRequest(400, "invalid_input", 'send exactly one of "instances" (rows) or "inputs" (columns)')
         samples = body.instances if body.instances is not None else body.inputs
@@ -146,12 +135,8 @@ class _Protocols:
             raise BadRequest(400 if exc.status == 422 else exc.status, exc.code, exc.message) from None
 
     async def v1_model(self, request: Request) -> Response:
-        if (early := self._not_starting()) is not None:
-            return early
-        try:
-            self._check_model(request)
-        except BadRequest as exc:
-            return _error(exc.status, exc.code, exc.message)
+        if (refused := self._refused(request)) is not None:
+            return refused
         engine = self.app.engine
         return _json({"name": engine.info.model, "ready": engine.ready}, 200 if engine.ready else 503)
 
