@@ -11,7 +11,8 @@ X-Request-Timeout-Ms of 1e-300 ms is rightly answered 503 deadline_exceeded) and
 nor "these bytes are a PNG", so schema-valid bodies there are rightly refused; /predict and v1 bodies are
 exact in the schema, and tests/unit + test_serving_protocols.py check they are accepted).
 
-Default run: `-n 5` (measured: ~270 cases). The long form (`-n 50`, measured 1,314 cases, ~80 s here):
+Default run: `-n 5` (measured here: 749 cases, 10–33 s). The long form (`-n 50`, measured 1,486–1,624
+cases, ~40 s, 0 failures):
 
     .venv/bin/python -m pytest tests/integration/test_serving_fuzz.py -m slow -s
 """
