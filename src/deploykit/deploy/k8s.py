@@ -6,8 +6,8 @@ DEPLOYKIT_FORMAT, so every replica serves the artifact that was verified here. P
 health routes: readiness on /readyz (503 until the model is loaded and warm), liveness on /livez, a
 startup probe so slow loads are not killed. Prometheus scrapes /metrics (annotations).
 
-Memory request per pod: SERVER_BASE_MB (the RSS of one idle deploykit worker, measured) + twice the
-artifact's size (the runtime's copy of the weights and its arenas), times the workers; the limit is
+Memory request per pod: per worker WORKER_RSS_MB (measured) + twice the artifact's size (the runtime's
+copy of the weights and its arenas), plus ARBITER_RSS_MB for BentoML's arbiter process; the limit is
 twice the request. Pass --memory-mb to use a figure measured on your own model instead.
 """
 
@@ -21,11 +21,12 @@ from typing import Optional
 
 from deploykit.errors import UsageError
 
-__all__ = ["K8sOptions", "k8s_manifests", "write_manifests", "SERVER_BASE_MB"]
+__all__ = ["K8sOptions", "k8s_manifests", "write_manifests", "WORKER_RSS_MB", "ARBITER_RSS_MB"]
 
-# RSS of one deploykit BentoML worker serving the ONNX MLP after warm-up, measured with psutil on
-# these machines (docs/serving.md, "Kubernetes"); the arbiter process adds about as much again.
-SERVER_BASE_MB = 400
+# RSS measured with psutil here (2026-12-02): `bentoml serve` of the ONNX MLP, after warm-up and 300
+# requests: the worker 137 MB, the arbiter 103 MB (docs/serving.md, "Kubernetes"). Rounded up.
+WORKER_RSS_MB = 140
+ARBITER_RSS_MB = 105
 PORT = 3000
 
 
@@ -64,9 +65,9 @@ def k8s_manifests(model_dir: Path, opts: K8sOptions) -> tuple[list[dict], str]:
     if opts.memory_mb is not None:
         memory, basis = opts.memory_mb, "given with --memory-mb"
     else:
-        memory = opts.workers * (SERVER_BASE_MB + math.ceil(2 * entry.bytes / 2**20)) + SERVER_BASE_MB
-        basis = (f"{opts.workers} worker(s) × ({SERVER_BASE_MB} MB measured idle worker RSS + 2 × {entry.bytes} B "
-                 f"artifact) + {SERVER_BASE_MB} MB arbiter")
+        memory = opts.workers * (WORKER_RSS_MB + math.ceil(2 * entry.bytes / 2**20)) + ARBITER_RSS_MB
+        basis = (f"{opts.workers} worker(s) × ({WORKER_RSS_MB} MB measured worker RSS + 2 × {entry.bytes} B "
+                 f"artifact) + {ARBITER_RSS_MB} MB measured arbiter RSS")
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "deploykit",
               "deploykit.io/model": _dns_name(m.model), "deploykit.io/format": _dns_name(prepared.choice.format)}
     meta = {"name": name, "labels": labels, **({"namespace": opts.namespace} if opts.namespace else {})}
