@@ -63,7 +63,8 @@ def _fuzz(server, examples: int, tmp_path: Path) -> dict:
            "--report", "json", "--report-json-path", str(report)]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "fuzz_checks",
            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=HERE)
+    # cwd: schemathesis writes its cache (.schemathesis/) there
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(report.read_text())
     print(f"\nschemathesis: {result['test_cases']['generated']} cases over {result['operations']['tested']} operations "
