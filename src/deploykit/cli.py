@@ -248,6 +248,10 @@ app.command("report")(report_cmd)
 app.add_typer(edge_app, name="edge")
 app.add_typer(data_app, name="data")
 
+from deploykit.deploy.command import deploy_app  # noqa: E402
+
+app.add_typer(deploy_app, name="deploy")
+
 
 def main(argv: Optional[list[str]] = None) -> int:
     from deploykit.errors import DeployKitError

@@ -167,6 +167,8 @@ def test_an_early_413_is_readable_by_urllib(server):
 @pytest.mark.parametrize("method, path, status, code", [
     ("GET", "/nowhere", 404, "not_found"),
     ("GET", "/predict", 405, "method_not_allowed"),
+    ("POST", "/livez", 405, "method_not_allowed"),  # BentoML's own routes too
+    ("TRACE", "/metrics", 405, "method_not_allowed"),
 ])
 def test_404_and_405_are_small_json(server, method, path, status, code):
     r = httpx.request(method, server.url + path, timeout=10)
