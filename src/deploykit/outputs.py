@@ -54,7 +54,7 @@ def to_probs(raw: np.ndarray, kind: OutputKind) -> np.ndarray:
 
 
 def framework_default_kind(framework: str, kind: Optional[OutputKind]) -> OutputKind:
-    """The reference models: torch ones emit logits, Keras ones end in softmax."""
+    """The reference models: torch (and PaddlePaddle) ones emit logits, Keras ones end in softmax."""
     if kind is not None:
         return kind
-    return "logits" if framework == "torch" else "probs"
+    return "logits" if framework in ("torch", "paddle") else "probs"

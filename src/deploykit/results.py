@@ -26,6 +26,8 @@ __all__ = [
     "LatencyStats",
     "BenchRecord",
     "LoadStep",
+    "TrainingRun",
+    "TrainingRecord",
     "ResultsFile",
     "machine_info",
     "read_results",
@@ -131,9 +133,56 @@ class LoadStep(_Model):
     corrected: bool = Field(False, description="latency measured from each request's scheduled send time")
 
 
+class TrainingRun(_Model):
+    """One repeat of one training variant (compare-training), as its child process measured it."""
+
+    repeat: int
+    epoch_s: list[float] = Field(description="wall seconds of each epoch, first one included")
+    train_loss: list[float] = Field(default_factory=list, description="mean training loss of each epoch")
+    test_accuracy: float
+    test_loss: float = Field(description="mean cross-entropy on the test set, from the probabilities")
+    peak_rss_bytes: int = Field(description="the process's peak resident memory after training and evaluation")
+    import_s: Optional[float] = Field(None, description="importing the framework(s) in the fresh process")
+    log_dir: Optional[str] = Field(None, description="this run's TensorBoard folder")
+
+
+class TrainingRecord(_Model):
+    """One training variant × network (compare-training): figures over its repeats, or why there are none."""
+
+    variant: str
+    net: str = Field(description="mlp | cnn")
+    framework: str
+    style: str = Field(description="what this variant varies: model API, loop, execution mode, backend, processes")
+    description: str
+    status: Literal["ok", "unavailable", "failed"]
+    reason: Optional[str] = None
+    processes: int = 1
+    epochs: int
+    batch_size: int
+    train_samples: int
+    test_samples: int
+    threads: int = Field(description="the thread budget every variant got (see thread_settings)")
+    thread_settings: dict = Field(default_factory=dict, description="CPUs pinned, environment and framework APIs as set")
+    versions: dict[str, str] = Field(default_factory=dict)
+    first_epoch_s: Optional[float] = Field(None, description="median over repeats; holds tracing and compilation")
+    steady_epoch_s: Optional[float] = Field(
+        None, description="median over repeats of each run's median epoch after the first; null with one epoch")
+    steady_epoch_s_range: Optional[list[float]] = Field(None, description="[min, max] over repeats")
+    samples_per_s: Optional[float] = Field(None, description="train_samples / steady_epoch_s (first epoch without one)")
+    peak_rss_bytes: Optional[int] = Field(None, description="largest over repeats")
+    test_accuracy: Optional[float] = Field(None, description="median over repeats")
+    test_accuracy_range: Optional[list[float]] = None
+    test_loss: Optional[float] = Field(None, description="median over repeats")
+    scaling: Optional[float] = Field(
+        None, description="distributed runs: steady seconds/epoch of the one-process variant ÷ this one's")
+    runs: list[TrainingRun] = Field(default_factory=list)
+    artifact: Optional[dict] = Field(None, description="exported and proven artifact (Paddle → ONNX): status, manifest")
+    extra: dict = Field(default_factory=dict, description="what the framework resolved, e.g. jit_compile")
+
+
 class ResultsFile(_Model):
     schema_version: int = RESULTS_SCHEMA_VERSION
-    kind: Literal["bench", "loadtest", "edge-bench", "edge-check"]
+    kind: Literal["bench", "loadtest", "edge-bench", "edge-check", "compare-training"]
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     deploykit_version: str = __version__
     machine: MachineInfo
@@ -141,6 +190,7 @@ class ResultsFile(_Model):
     notes: list[str] = Field(default_factory=list, description="e.g. core pinning, emulation, unavailability")
     records: list[BenchRecord] = Field(default_factory=list)
     steps: list[LoadStep] = Field(default_factory=list)
+    training: list[TrainingRecord] = Field(default_factory=list, description="compare-training records")
     url: Optional[str] = None
     manifests: list[str] = Field(default_factory=list, description="model folders the records came from")
 

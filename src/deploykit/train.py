@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-__all__ = ["TrainResult", "EpochCallback", "train_model", "framework_predict", "framework_outputs"]
+__all__ = ["TrainResult", "EpochCallback", "train_model", "framework_predict", "framework_outputs", "torch_epoch"]
 
 # on_epoch(epoch_index, epochs, loss, train_accuracy)
 EpochCallback = Callable[[int, int, float, float], None]
@@ -96,19 +96,26 @@ def _fit_torch(model, x, y, epochs, batch_size, seed, on_epoch) -> list[dict]:
     model.train()
     for epoch in range(epochs):
         order = torch.randperm(len(xt), generator=gen)
-        total_loss, correct = 0.0, 0
-        # Index tensors directly: a DataLoader's per-sample collation costs more than these tiny models.
-        for i in range(0, len(xt), batch_size):
-            idx = order[i : i + batch_size]
-            xb, yb = xt[idx], yt[idx]
-            opt.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            loss.backward()
-            opt.step()
-            total_loss += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-        history.append({"loss": total_loss / len(xt), "accuracy": correct / len(xt)})
-        on_epoch(epoch, epochs, history[-1]["loss"], history[-1]["accuracy"])
+        loss, acc = torch_epoch(model, opt, loss_fn, xt, yt, order, batch_size)
+        history.append({"loss": loss, "accuracy": acc})
+        on_epoch(epoch, epochs, loss, acc)
     model.eval()
     return history
+
+
+def torch_epoch(forward, opt, loss_fn, xt, yt, order, batch_size: int) -> tuple[float, float]:
+    """One epoch over `order` (indices into xt/yt): mean loss and accuracy. `forward` is the model,
+    or a torch.compile'd / DDP-wrapped one; compare-training times this same loop."""
+    total_loss, correct = 0.0, 0
+    # Index tensors directly: a DataLoader's per-sample collation costs more than these tiny models.
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        xb, yb = xt[idx], yt[idx]
+        opt.zero_grad(set_to_none=True)
+        logits = forward(xb)
+        loss = loss_fn(logits, yb)
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(idx)
+        correct += int((logits.argmax(1) == yb).sum())
+    return total_loss / len(order), correct / len(order)

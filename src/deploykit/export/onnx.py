@@ -145,6 +145,29 @@ def _from_torch(ctx: ExportContext, opset: int, dynamo: bool, fmt: str, tmp: Pat
     return proto, versions
 
 
+def _from_paddle(ctx: ExportContext, opset: int, fmt: str, tmp: Path):
+    """paddle.onnx.export (paddle2onnx) of the layer, softmax appended to logits (compare-training's Paddle)."""
+    try:
+        import paddle
+        import paddle2onnx  # noqa: F401 - paddle.onnx.export needs it; fail here with the extra's name
+    except ImportError as exc:
+        raise MissingDependency("paddlepaddle and paddle2onnx", "paddle") from exc
+    from deploykit.compare.loops_paddle import with_softmax
+
+    onnx = _import_onnx()
+    model = with_softmax(ctx.model) if ctx.source_kind == "logits" else ctx.model
+    model.eval()
+    spec = [paddle.static.InputSpec(shape=[None, *ctx.input.shape[1:]], dtype=ctx.input.dtype, name=ctx.input.name)]
+    with captured_output() as log:
+        try:
+            paddle.onnx.export(model, str(tmp / "model"), input_spec=spec, opset_version=opset)
+            proto = onnx.load(str(tmp / "model.onnx"))  # paddle logs its failures and writes nothing
+        except Exception as exc:  # paddle2onnx raises many types; wrapped, cause kept
+            raise export_error(fmt, "paddle.onnx.export failed", exc, log) from exc
+    _tidy(proto, OUTPUT_NAME)  # paddle names its output fetch_name_0
+    return proto, tool_versions("paddlepaddle", "paddle2onnx", "onnx")
+
+
 def check_batches(path: Path, spec: InputSpec, ctx: ExportContext, fmt: str, batches=(1, 7)) -> None:
     """Run the graph in onnxruntime at a few batch sizes: a symbolic batch dimension can still sit on
     a graph that only works at the traced size (e.g. torch code doing `x.reshape(2, -1)`)."""
@@ -180,6 +203,8 @@ def write_onnx(ctx: ExportContext, path: Path, fmt: str, opset: int = 17, dynamo
             proto, versions = _from_keras(ctx, opset, fmt)
         elif ctx.framework == "torch":
             proto, versions = _from_torch(ctx, opset, dynamo, fmt, Path(tmp))
+        elif ctx.framework == "paddle":
+            proto, versions = _from_paddle(ctx, opset, fmt, Path(tmp))
         else:
             raise ExportError(f"{fmt}: no ONNX converter for framework {ctx.framework!r}")
         try:
@@ -203,10 +228,10 @@ def write_onnx(ctx: ExportContext, path: Path, fmt: str, opset: int = 17, dynamo
 @register
 class OnnxExporter(Exporter):
     key = "onnx"
-    frameworks = frozenset({"keras", "torch"})
+    frameworks = frozenset({"keras", "torch", "paddle"})
     runtime = "onnxruntime"
     filename = "model.onnx"
-    description = "ONNX opset 17 (tf2onnx from Keras, torch.onnx from PyTorch)"
+    description = "ONNX opset 17 (tf2onnx from Keras, torch.onnx from PyTorch, paddle2onnx from PaddlePaddle)"
     opset: ClassVar[int] = 17
     dynamo: ClassVar[bool] = False  # torch: the TorchScript-based exporter (see the module docstring)
 

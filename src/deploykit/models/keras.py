@@ -5,11 +5,14 @@ The three MLPs are the same network; only the API differs (the comparison the so
 
 from __future__ import annotations
 
-__all__ = ["build", "SubclassMLP", "build_cnn_tf_keras"]
+__all__ = ["build", "SubclassMLP", "SubclassCNN", "build_cnn_tf_keras"]
 
-from deploykit.runtimes.tensorflow_rt import import_tf
+import os
 
-import_tf()  # quietly, before Keras pulls TensorFlow in
+if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":  # other backends (compare-training) skip TF
+    from deploykit.runtimes.tensorflow_rt import import_tf
+
+    import_tf()  # quietly, before Keras pulls TensorFlow in
 # tf.keras *is* Keras 3 with TensorFlow 2.16+, but the `tensorflow.keras` shim lacks some namespaces
 # (keras.saving) and becomes Keras 2 if TF_USE_LEGACY_KERAS is set: import Keras 3 by its own name.
 import keras  # noqa: E402
@@ -47,18 +50,47 @@ class SubclassMLP(keras.Model):
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
+@keras.saving.register_keras_serializable(package="deploykit")
+class SubclassCNN(keras.Model):
+    """The reference CNN as a keras.Model subclass (the third API, for the API comparison)."""
+
+    def __init__(self, num_classes: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.stack = _cnn_layers(num_classes)
+
+    def call(self, inputs):
+        x = inputs
+        for layer in self.stack:
+            x = layer(x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+def _functional(shape, stack, name):
+    inputs = keras.Input(shape, name="input")
+    x = inputs
+    for layer in stack:
+        x = layer(x)
+    return keras.Model(inputs, x, name=name)
+
+
 def build(api: str, architecture: str, num_classes: int = 10, seed: int = 0) -> keras.Model:
     keras.utils.set_random_seed(seed)
     if architecture == "cnn":
+        if api == "functional":
+            return _functional((28, 28, 1), _cnn_layers(num_classes), "cnn_functional")
+        if api == "subclass":
+            model = SubclassCNN(num_classes, name="cnn_subclass")
+            model(keras.ops.zeros((1, 28, 28, 1)))
+            return model
         return keras.Sequential([keras.Input((28, 28, 1), name="input"), *_cnn_layers(num_classes)], name="cnn")
     if api == "sequential":
         return keras.Sequential([keras.Input((28, 28), name="input"), *_mlp_layers(num_classes)], name="mlp_sequential")
     if api == "functional":
-        inputs = keras.Input((28, 28), name="input")
-        x = inputs
-        for layer in _mlp_layers(num_classes):
-            x = layer(x)
-        return keras.Model(inputs, x, name="mlp_functional")
+        return _functional((28, 28), _mlp_layers(num_classes), "mlp_functional")
     if api == "subclass":
         model = SubclassMLP(num_classes, name="mlp_subclass")
         model(keras.ops.zeros((1, 28, 28)))  # build the weights so export and summary work

@@ -162,6 +162,7 @@ def build_report(inputs: Inputs, baseline: list[tuple[Path, ResultsFile]] = ()) 
     load_rows: list[LoadRow] = []
     notes = list(inputs.notes)
     seen_records: set[str] = set()
+    compared: list[tuple[str, ResultsFile]] = []  # compare-training files: the Frameworks section
     duplicates = 0
     # Results files first, then the bench.json copies beside manifests: a copy adds only records the
     # results files do not already hold (a real record is unique: its timings and measured_at differ).
@@ -182,6 +183,8 @@ def build_report(inputs: Inputs, baseline: list[tuple[Path, ResultsFile]] = ()) 
                               deploykit_version=results.deploykit_version, machine=results.machine,
                               settings=results.settings, notes=results.notes, url=results.url))
         rows += [_row(sid, results, r) for r in fresh]
+        if results.kind == "compare-training":
+            compared.append((sid, results))
         for s in results.steps:
             load_rows.append(LoadRow(source=sid, machine=machine_label(results.machine), host=results.machine.hostname,
                                      url=results.url, **s.model_dump()))
@@ -230,8 +233,12 @@ def build_report(inputs: Inputs, baseline: list[tuple[Path, ResultsFile]] = ()) 
             base_pairs.append((sid, results))
         hostnames = {s.id: s.machine.hostname for s in sources if s.machine is not None}
         summary = compare_with_baseline(rows, load_rows, base_pairs, hostnames)
+    from deploykit.report.frameworks import ARTICLE_FIGURES, framework_rows
+
+    frameworks = framework_rows(compared, rows)
     return Report(generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), deploykit_version=__version__,
                   sources=sources, rows=rows, load_steps=load_rows, training=training, train_runs=train_runs,
+                  frameworks=frameworks, article_figures=ARTICLE_FIGURES if frameworks else [],
                   baseline=summary, notes=notes)
 
 

@@ -263,6 +263,40 @@ def _training(training: list[TrainingRow]) -> Plot | None:
     return Plot("training", "Training time and accuracy per framework and API", caption, _png(fig))
 
 
+def _frameworks(rows) -> Plot | None:
+    """compare-training: seconds per epoch, test accuracy and peak memory per variant, one row per net."""
+    ok = [r for r in rows if r.status == "ok" and (r.steady_epoch_s or r.first_epoch_s)]
+    if not ok:
+        return None
+    nets = sorted({r.net for r in ok})
+    most = max(sum(r.net == n for r in ok) for n in nets)
+    fig = _figure(max(9.0, 0.55 * most * 3), 3.4 * len(nets))
+    axes = fig.subplots(len(nets), 3, squeeze=False)
+    fw_colors = {"keras": "#d62728", "torch": "#1f77b4", "paddle": "#2ca02c"}
+    for row_axes, net in zip(axes, nets):
+        sel = [r for r in ok if r.net == net]
+        xs = range(len(sel))
+        colors = [fw_colors.get(r.framework, "#7f7f7f") for r in sel]
+        names = [r.variant for r in sel]
+        panels = [([r.steady_epoch_s or r.first_epoch_s for r in sel], "seconds per epoch (steady)", "{:.2f}"),
+                  ([r.test_accuracy * 100 for r in sel], "test accuracy (%)", "{:.1f}"),
+                  ([(r.peak_rss_bytes or 0) / 2**20 for r in sel], "peak RSS (MiB)", "{:.0f}")]
+        for ax, (values, label, fmt) in zip(row_axes, panels):
+            ax.bar(xs, values, color=colors)
+            for x, v in zip(xs, values):
+                ax.annotate(fmt.format(v), (x, v), ha="center", va="bottom", fontsize=6)
+            ax.set_xticks(list(xs), names, rotation=60, ha="right", fontsize=7)
+            ax.set_title(f"{net}: {label}", fontsize=10, loc="left")
+            ax.grid(axis="y", alpha=0.25)
+    from matplotlib.patches import Patch
+
+    axes[0][2].legend(handles=[Patch(color=c, label=f) for f, c in fw_colors.items() if any(r.framework == f for r in ok)],
+                      fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    caption = ("Each variant trained the same network on the same data order, batch size, optimizer and thread "
+               "budget in its own process; seconds per epoch exclude the first epoch when there are several.")
+    return Plot("frameworks", "Frameworks: training time, accuracy and memory per variant", caption, _png(fig))
+
+
 def make_plots(report: Report) -> list[Plot]:
     """Every plot the report's data supports, in reading order."""
     plots: list[Plot] = []
@@ -277,4 +311,7 @@ def make_plots(report: Report) -> list[Plot]:
     training = _training(report.training)
     if training:
         plots.append(training)
+    frameworks = _frameworks(report.frameworks)
+    if frameworks:
+        plots.append(frameworks)
     return plots

@@ -52,8 +52,10 @@ def _env(autoescape: bool):
 def _context(report: Report) -> dict:
     summary_columns, summary_batch, summaries = view.training_summaries(report)
     columns = sorted({view.column_of(r) for r in report.rows}, key=lambda c: (c.emulated, c.target, c.host))
+    from deploykit.report.frameworks import deploy_text
+
     return dict(
-        report=report, pivots=view.pivots(report), columns=columns,
+        report=report, pivots=view.pivots(report), columns=columns, deploy_text=deploy_text,
         current_sources=[s for s in report.sources if s.role == "current"],
         baseline_sources=[s for s in report.sources if s.role == "baseline"],
         compat_rows=[r for r in report.rows if r.compat is not None],
@@ -71,6 +73,7 @@ def render_html(report: Report, plots: Optional[list[Plot]] = None) -> str:
         latency_plots=[p for p in plots if p.name.startswith("latency-") or p.name == "size-accuracy"],
         load_plots=[p for p in plots if p.name == "load"],
         training_plots=[p for p in plots if p.name == "training"],
+        framework_plots=[p for p in plots if p.name == "frameworks"],
     )
     return _env(autoescape=True).get_template("report.html.j2").render(ctx)
 

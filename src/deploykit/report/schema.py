@@ -22,6 +22,7 @@ __all__ = [
     "Compat",
     "LatencyRow",
     "LoadRow",
+    "FrameworkRow",
     "ArtifactRow",
     "TrainingRow",
     "TrainRun",
@@ -32,7 +33,7 @@ __all__ = [
 
 REPORT_SCHEMA_VERSION = 1
 
-SourceKind = Literal["bench", "loadtest", "edge-bench", "edge-check", "train-export", "manifest"]
+SourceKind = Literal["bench", "loadtest", "edge-bench", "edge-check", "compare-training", "train-export", "manifest"]
 Verdict = Literal["regression", "improvement", "within noise", "new", "missing", "not comparable"]
 
 
@@ -206,6 +207,31 @@ class BaselineSummary(_Model):
     diffs: list[BaselineDiff] = Field(default_factory=list)
 
 
+class FrameworkRow(_Model):
+    """One compare-training record, beside the deployment latency of the same network's artifacts."""
+
+    source: str = Field(description="Source.id of the compare-training results file")
+    variant: str
+    net: str
+    framework: str
+    style: str
+    processes: int = 1
+    status: Literal["ok", "unavailable", "failed"]
+    reason: Optional[str] = None
+    epochs: int
+    first_epoch_s: Optional[float] = None
+    steady_epoch_s: Optional[float] = None
+    steady_epoch_s_range: Optional[list[float]] = None
+    samples_per_s: Optional[float] = None
+    peak_rss_bytes: Optional[int] = None
+    test_accuracy: Optional[float] = None
+    test_loss: Optional[float] = None
+    scaling: Optional[float] = None
+    deploy_model: str = Field(description="the model folder whose artifacts serve this network")
+    deploy_p50_us: dict[str, float] = Field(
+        default_factory=dict, description="format → batch-1 p50 (µs) of that model's artifacts, from bench results in the report")
+
+
 class Report(_Model):
     schema_version: int = REPORT_SCHEMA_VERSION
     generated_at: str
@@ -215,6 +241,9 @@ class Report(_Model):
     load_steps: list[LoadRow] = Field(default_factory=list)
     training: list[TrainingRow] = Field(default_factory=list)
     train_runs: list[TrainRun] = Field(default_factory=list)
+    frameworks: list[FrameworkRow] = Field(default_factory=list, description="compare-training records")
+    article_figures: list[dict] = Field(
+        default_factory=list, description="the source articles' published figures, theirs, shown beside ours")
     baseline: Optional[BaselineSummary] = None
     notes: list[str] = Field(default_factory=list, description="what the report could not use, and why")
 
