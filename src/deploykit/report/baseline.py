@@ -26,7 +26,7 @@ from deploykit.results import BenchRecord, LoadStep, ResultsFile
 from deploykit.report.schema import BaselineDiff, BaselineSummary, LatencyRow, LoadRow
 
 __all__ = ["NOISE_FLOOR", "SEPARATION", "NOISE_RULE", "window_spread", "noise_threshold", "classify",
-           "classify_intervals", "compare_with_baseline"]
+           "classify_intervals", "classify_ratio", "compare_with_baseline"]
 
 NOISE_FLOOR = 0.10
 SEPARATION = 0.10
@@ -76,6 +76,19 @@ def classify_intervals(old_ci: list[float], new_ci: list[float],
         gap = old_lo / new_hi - 1.0
         return -gap, "improvement" if gap > separation + _EPS else "within noise"
     return 0.0, "within noise"
+
+
+def classify_ratio(ratio_ci: list[float], separation: float = SEPARATION) -> str:
+    """Interleaved A/B verdict from the 95 % interval [low, high] of candidate/baseline p50
+    (`protocol.paired_ratio`): "regression" only when even the low end is more than `separation`
+    slower, "improvement" when even the high end is that much faster, else "within noise". The margin
+    covers what pairing cannot: two processes differ a little in memory layout for good."""
+    lo, hi = ratio_ci
+    if lo > 1.0 + separation + _EPS:
+        return "regression"
+    if hi < 1.0 / (1.0 + separation) - _EPS:
+        return "improvement"
+    return "within noise"
 
 
 def _bench_key(dataset, model, fmt, target, batch, threads) -> tuple:
