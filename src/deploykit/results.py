@@ -138,6 +138,10 @@ class LoadStep(_Model):
     latency: Optional[LatencyStats] = None
     server_time: Optional[LatencyStats] = Field(None, description="from the server's inference-time header")
     corrected: bool = Field(False, description="latency measured from each request's scheduled send time")
+    send_lag: Optional[LatencyStats] = Field(
+        None, description="open loop: sent − max(scheduled, connection free): the load generator's own lateness")
+    valid: bool = Field(True, description="false: the load generator could not keep the schedule; latency withheld")
+    invalid_reason: Optional[str] = Field(None, description="why the step is invalid, with the figures that decided it")
 
 
 class ResultsFile(_FileModel):
@@ -172,6 +176,7 @@ class ABComparison(_Model):
     stop_reason: Optional[Literal["narrow", "max_rounds"]] = Field(
         None, description="'narrow': the interval got within the target width; 'max_rounds': the bound came first")
     window_s: Optional[float] = None
+    cpu: Optional[int] = Field(None, description="the one CPU both workers were pinned to (null: not pinned)")
     baseline: dict = Field(default_factory=dict, description="python, runtime_version, window_p50s_us, latency")
     candidate: dict = Field(default_factory=dict, description="python, runtime_version, window_p50s_us, latency")
 

@@ -78,12 +78,16 @@ def serve_windows(call: Callable[[], object], *, warmup_s: float = protocol.DEFA
 
 
 class _Worker:
-    def __init__(self, name: str, cmd: list[str], env: Optional[dict], err_dir: Path):
+    def __init__(self, name: str, cmd: list[str], env: Optional[dict], err_dir: Path, cpu: Optional[int]):
         self.name = name
         self.err_path = err_dir / f"{name}.stderr"
         self._err = open(self.err_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
                                      env=env, text=True, bufsize=1)
+        if cpu is not None:
+            # set from here, at once: the interpreter is still starting, before any runtime makes threads
+            # (they inherit the mask). preexec_fn would do it before exec, but is unsafe in a threaded parent.
+            os.sched_setaffinity(self.proc.pid, {cpu})
 
     def read(self, timeout_s: float) -> dict:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
@@ -123,7 +127,8 @@ class _Worker:
 def run_interleaved(base_cmd: list[str], cand_cmd: list[str], *, rounds: int = DEFAULT_ROUNDS,
                     max_rounds: int = DEFAULT_MAX_ROUNDS, target_width: float = TARGET_WIDTH,
                     window_s: float = DEFAULT_AB_WINDOW_S, env: Optional[dict] = None,
-                    base_env: Optional[dict] = None, cand_env: Optional[dict] = None) -> dict:
+                    base_env: Optional[dict] = None, cand_env: Optional[dict] = None,
+                    cpu: Optional[int] = -1) -> dict:
     """Start both workers, measure pairs of windows in ABBA order — at least `rounds`, then on until
     the ratio's 95 % interval is no wider than `target_width` (high/low − 1) or `max_rounds` — and
     return {ratio, ratio_ci, rounds, stop_reason, baseline: {...}, candidate: {...}} (each side: ready
@@ -132,13 +137,20 @@ def run_interleaved(base_cmd: list[str], cand_cmd: list[str], *, rounds: int = D
     Why adaptive: on a quiet machine 12 rounds decide; under a neighbour's bursts the interval stays
     wide (a 30 % slowdown once measured ×1.20 [1.02, 1.35] after 20 rounds) and more rounds narrow
     it. The stopping test looks at the interval's width only, never at which side of the margin it
-    lies, so stopping early cannot bias the verdict."""
+    lies, so stopping early cannot bias the verdict.
+
+    `cpu`: both workers are pinned to this one CPU (default -1: the last this process may use; None:
+    not pinned). Why the same one: on a shared machine one core can be busier than the other for
+    minutes, and two workers on two cores then differ by the cores' load, not by their code (a
+    no-change pair once read ×1.06 [1.02, 1.11] unpinned). The recorded `cpu` says which."""
     if rounds < 2 or max_rounds < rounds:
         raise ValueError("run_interleaved needs 2 ≤ rounds ≤ max_rounds")
     window_timeout = max(60.0, 200 * window_s)
+    if cpu == -1:
+        cpu = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     with tempfile.TemporaryDirectory(prefix="deploykit-ab-") as tmp:
-        sides = [_Worker("baseline", base_cmd, base_env or env, Path(tmp)),
-                 _Worker("candidate", cand_cmd, cand_env or env, Path(tmp))]
+        sides = [_Worker("baseline", base_cmd, base_env or env, Path(tmp), cpu),
+                 _Worker("candidate", cand_cmd, cand_env or env, Path(tmp), cpu)]
         try:
             ready = [w.read(_START_TIMEOUT_S) for w in sides]
             p50s: list[list[float]] = [[], []]
@@ -162,7 +174,7 @@ def run_interleaved(base_cmd: list[str], cand_cmd: list[str], *, rounds: int = D
     ratio, lo, hi = protocol.paired_ratio(p50s[0], p50s[1])
     side = lambda k: {"ready": ready[k], "window_p50s_us": p50s[k], "window_calls": calls[k],  # noqa: E731
                       "latency": stats[k]}
-    return {"ratio": ratio, "ratio_ci": [lo, hi], "rounds": len(p50s[0]), "stop_reason": stop_reason,
+    return {"ratio": ratio, "ratio_ci": [lo, hi], "rounds": len(p50s[0]), "stop_reason": stop_reason, "cpu": cpu,
             "window_s": window_s, "baseline": side(0), "candidate": side(1)}
 
 

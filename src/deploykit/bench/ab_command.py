@@ -13,7 +13,7 @@ from deploykit.bench.ab import DEFAULT_AB_WINDOW_S, DEFAULT_MAX_ROUNDS, DEFAULT_
 __all__ = ["bench_ab_cmd", "AB_RULE", "compare_model_dirs"]
 
 AB_RULE = ("interleaved A/B: baseline and candidate loaded once each, in their own process, and measured "
-           "alternately in short windows (ABBA order; at least --rounds pairs, more until the interval is within 8 %); ratio = median over pairs of candidate/baseline window p50, "
+           "alternately in short windows (ABBA order; at least --rounds pairs, more until the interval is within 8 %), both pinned to one CPU; ratio = median over pairs of candidate/baseline window p50, "
            "95 % interval a bootstrap over pairs; regression only when the interval's low end is more than 10 % "
            "slower (improvement: its high end more than 10 % faster), else within noise")
 
@@ -63,7 +63,7 @@ def compare_model_dirs(baseline: Path, candidate: Path, settings, *, rounds: int
                          "latency": r[k]["latency"]} for k in ("baseline", "candidate")}
             comparisons.append(ABComparison(**common, status="ok", verdict=classify_ratio(r["ratio_ci"]),
                                             ratio=r["ratio"], ratio_ci=r["ratio_ci"], rounds=r["rounds"],
-                                            stop_reason=r["stop_reason"],
+                                            stop_reason=r["stop_reason"], cpu=r["cpu"],
                                             window_s=r["window_s"], **sides))
         if reporter:
             c = comparisons[-1]

@@ -10,7 +10,9 @@ Pure Python (no gevent, no Locust), so its rules are unit-tested on their own:
   includes the wait, as a real user arriving then would have seen. The same requests are also timed
   from their actual send (the "uncorrected" histogram), which is what a closed-loop tool reports.
   After the window closes, requests scheduled inside it may still finish (drain); those that do not
-  finish in time are counted as errors ("unfinished"), never dropped.
+  finish in time are counted as errors ("unfinished"), never dropped. Each is also given its send lag:
+  sent − max(scheduled, its connection free), the load generator's own lateness (a stalled server
+  keeps connections busy, which is not lag; a generator short of CPU or a late timer is).
 - Only successful answers (HTTP status < 400) enter the latency histograms; errors are counted by
   status code, or by the exception's name when no answer came.
 """
@@ -94,6 +96,8 @@ class StepRecorder:
         self.latency = load_hdr.new_histogram()
         self.uncorrected = load_hdr.new_histogram()
         self.server = load_hdr.new_histogram()
+        self.send_lag = load_hdr.new_histogram()  # open loop: sent − (scheduled, connection free)
+        self.timer: Optional[str] = None  # open loop: how the dispatcher waited ("timerfd", "gevent.sleep")
         self.errors: Counter = Counter()
         self.requests = 0
         self.completed_in_window = 0
@@ -116,8 +120,11 @@ class StepRecorder:
             self.in_flight_in_window += 1
 
     def record(self, intended_ns: Optional[int], sent_ns: int, done_ns: int, status: int,
-               error: Optional[str] = None, server_us: Optional[float] = None) -> None:
-        """One finished request. `intended_ns` is its scheduled send time (open loop) or None (closed)."""
+               error: Optional[str] = None, server_us: Optional[float] = None,
+               ready_ns: Optional[int] = None) -> None:
+        """One finished request. `intended_ns` is its scheduled send time (open loop) or None (closed);
+        `ready_ns` (open loop) when it could have been sent: scheduled and a connection free. Send lag
+        = sent − ready: the generator's own lateness, recorded for every counted request."""
         if self.final:
             return
         if self._in_window(done_ns):
@@ -133,6 +140,8 @@ class StepRecorder:
         if not counted:
             return
         self.requests += 1
+        if ready_ns is not None:
+            self.send_lag.record_value(_us(max(sent_ns - ready_ns, 0)))
         if error is not None or not 0 < status < 400:
             self.errors[str(status) if status else (error or "no answer")] += 1
             return
@@ -167,6 +176,8 @@ class StepRecorder:
             "latency": load_hdr.encode(self.latency),
             "uncorrected": load_hdr.encode(self.uncorrected) if self.mode == "open" else None,
             "server": load_hdr.encode(self.server),
+            "send_lag": load_hdr.encode(self.send_lag) if self.mode == "open" else None,
+            "timer": self.timer,
         }
 
 

@@ -47,7 +47,7 @@ from deploykit.bench.load_spec import (
 from deploykit.errors import DeployKitError, UsageError
 from deploykit.results import LoadStep, ResultsFile
 
-__all__ = ["LoadTestError", "LoadRun", "build_spec", "run_loadtest", "to_results", "steps_table",
+__all__ = ["LoadTestError", "LoadRun", "build_spec", "run_loadtest", "to_results", "steps_table", "open_step_invalid_reason",
            "loadtest_cmd", "loadtest_worker_cmd", "register"]
 
 _ENGINE = [sys.executable, "-m", "deploykit.bench.load_engine"]
@@ -56,6 +56,8 @@ _ENGINE_NAMES = {
     "fasthttp": "locust FastHttpUser (requests through FastHttpSession)",
 }
 _GENERATOR_SATURATED = 0.9  # a load-generating process busier than this (CPU s per s) may be the bottleneck
+LAG_SHARE = 0.10  # open loop: the generator's send lag may be at most this share of the latency it is inside
+LAG_P90_FLOOR_US = 1000.0
 
 
 class LoadTestError(DeployKitError):
@@ -191,8 +193,28 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _fmt_us(us: float) -> str:
+def _fmt_us(us: Optional[float]) -> str:
+    if us is None:
+        return "too few samples"
     return f"{us:,.0f} µs" if us < 10_000 else f"{us / 1000:,.1f} ms"
+
+
+def open_step_invalid_reason(latency, lag) -> Optional[str]:
+    """Why an open-loop step's latency is not the server's, or None when it is.
+
+    The send lag (sent − max(scheduled, connection free)) is the generator's own lateness and sits
+    inside every corrected latency. The step is invalid when it could move the figures by more than
+    LAG_SHARE: lag p50 > 10 % of latency p50, or lag p90 > 10 % of latency p90 (and over 1 ms, so
+    scheduler jitter on a sub-millisecond endpoint alone does not void a step)."""
+    if latency is None or lag is None:
+        return None
+    if lag.p50_us > LAG_SHARE * latency.p50_us:
+        return (f"load generator behind schedule: its send lag p50 {_fmt_us(lag.p50_us)} is over "
+                f"{LAG_SHARE:.0%} of the latency p50 {_fmt_us(latency.p50_us)}; latency withheld")
+    if lag.p90_us is not None and latency.p90_us is not None and lag.p90_us > max(LAG_P90_FLOOR_US, LAG_SHARE * latency.p90_us):
+        return (f"load generator behind schedule: its send lag p90 {_fmt_us(lag.p90_us)} is over "
+                f"{LAG_SHARE:.0%} of the latency p90 {_fmt_us(latency.p90_us)}; latency withheld")
+    return None
 
 
 def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
@@ -206,15 +228,23 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
         step = StepSpec.model_validate(s["step"])
         latency = load_hdr.latency_stats(load_hdr.decode(s["latency"])) if s["latency"] else None
         server = load_hdr.latency_stats(load_hdr.decode(s["server"])) if s["server"] else None
+        lag = load_hdr.latency_stats(load_hdr.decode(s["send_lag"])) if s.get("send_lag") else None
+        invalid = open_step_invalid_reason(latency, lag) if step.mode == "open" else None
         errors = sum(s["errors_by_status"].values())
         steps.append(LoadStep(
             mode=step.mode, concurrency=step.users, rate_rps=step.rate_rps, arrival=step.arrival,
             duration_s=round(s["window_s"], 3), warmup_s=spec.warmup_s, requests=s["requests"], errors=errors,
-            errors_by_status=s["errors_by_status"], throughput_rps=round(s["throughput_rps"], 2), latency=latency,
-            server_time=server, corrected=step.mode == "open",
+            errors_by_status=s["errors_by_status"], throughput_rps=round(s["throughput_rps"], 2),
+            latency=None if invalid else latency, server_time=server, corrected=step.mode == "open",
+            send_lag=lag, valid=invalid is None, invalid_reason=invalid,
         ))
         where = f"step {i + 1} ({step.label()})"
-        if step.mode == "open" and s.get("uncorrected") and latency is not None:
+        if invalid:
+            notes.append(f"{where}: INVALID, {invalid}")
+        if step.mode == "open" and lag is not None and not invalid:
+            notes.append(f"{where}: load generator send lag p50 {_fmt_us(lag.p50_us)}, p90 {_fmt_us(lag.p90_us)} "
+                         f"(waiting on {', '.join(s.get('timers') or ['?'])}): within {LAG_SHARE:.0%} of the latency")
+        if step.mode == "open" and s.get("uncorrected") and latency is not None and not invalid:
             unc = load_hdr.latency_stats(load_hdr.decode(s["uncorrected"]))
             notes.append(f"{where}: p50/p99 from the scheduled send time (corrected) {_fmt_us(latency.p50_us)} / "
                          f"{_fmt_us(latency.p99_us)}; from the actual send (uncorrected, what a closed-loop tool "
@@ -271,10 +301,13 @@ def steps_table(results: ResultsFile):
     for st in results.steps:
         lat, srv = st.latency, st.server_time
         step = f"closed c={st.concurrency}" if st.mode == "closed" else f"open* {st.rate_rps:g}/s"
+        if not st.valid:
+            step += " [red]invalid[/red]"
         errs = ", ".join(f"{k}: {v}" for k, v in sorted(st.errors_by_status.items())) or "0"
         table.add_row(
             step, f"{st.requests:,}", f"[red]{errs}[/red]" if st.errors else errs, f"{st.throughput_rps:,.1f}",
-            *((f"{v / 1000:,.3f}" for v in (lat.p50_us, lat.p90_us, lat.p99_us, lat.p999_us)) if lat else ["—"] * 4),
+            *((f"{v / 1000:,.3f}" if v is not None else "few samples" for v in (lat.p50_us, lat.p90_us, lat.p99_us, lat.p999_us))
+              if lat else ["—"] * 4),
             f"{srv.p50_us / 1000:,.3f}" if srv else "—",
         )
     return table
