@@ -200,6 +200,7 @@ def _merge_step(step: StepSpec, per_process: dict[str, dict], members: list[str]
         "uncorrected": merged("uncorrected"),
         "server": merged("server"),
         "send_lag": merged("send_lag"),
+        "own_lag": merged("own_lag"),
         "timers": sorted({s["timer"] for s in per_process.values() if s.get("timer")}),
         "processes": [{"id": pid, "requests": s["requests"], "latency_samples": load_hdr.decode(s["latency"]).get_total_count(),
                        "users": s.get("users"), "cpu_busy": s.get("cpu_busy")} for pid, s in per_process.items()],

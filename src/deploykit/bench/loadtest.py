@@ -56,8 +56,6 @@ _ENGINE_NAMES = {
     "fasthttp": "locust FastHttpUser (requests through FastHttpSession)",
 }
 _GENERATOR_SATURATED = 0.9  # a load-generating process busier than this (CPU s per s) may be the bottleneck
-LAG_SHARE = 0.10  # open loop: the generator's send lag may be at most this share of the latency it is inside
-LAG_P90_FLOOR_US = 1000.0
 
 
 class LoadTestError(DeployKitError):
@@ -199,22 +197,30 @@ def _fmt_us(us: Optional[float]) -> str:
     return f"{us:,.0f} µs" if us < 10_000 else f"{us / 1000:,.1f} ms"
 
 
-def open_step_invalid_reason(latency, lag) -> Optional[str]:
-    """Why an open-loop step's latency is not the server's, or None when it is.
+def open_step_invalid_reason(lag, own_lag, rate_rps: float, connections: int) -> Optional[str]:
+    """Why an open-loop step did not offer the server the schedule it names, or None when it did.
 
-    The send lag (sent − max(scheduled, connection free)) is the generator's own lateness and sits
-    inside every corrected latency. The step is invalid when it could move the figures by more than
-    LAG_SHARE: lag p50 > 10 % of latency p50, or lag p90 > 10 % of latency p90 (and over 1 ms, so
-    scheduler jitter on a sub-millisecond endpoint alone does not void a step)."""
-    if latency is None or lag is None:
+    `lag`: sent − scheduled for the sends in the window; `own_lag`: the generator's own part of it
+    (sent − max(scheduled, connection free)). Sent later than the gap between two arrivals, requests
+    bunch and the server sees another load: invalid when the lag's p90 exceeds one interval
+    (1 / rate), or its p50 half of one (late all the time). The reason says whose lateness it was:
+    the generator's own (timer, CPU), or every connection busy (the server fell behind the rate, or
+    too few --connections). Either way the latency would describe a load that was not sent."""
+    if lag is None or rate_rps <= 0:
         return None
-    if lag.p50_us > LAG_SHARE * latency.p50_us:
-        return (f"load generator behind schedule: its send lag p50 {_fmt_us(lag.p50_us)} is over "
-                f"{LAG_SHARE:.0%} of the latency p50 {_fmt_us(latency.p50_us)}; latency withheld")
-    if lag.p90_us is not None and latency.p90_us is not None and lag.p90_us > max(LAG_P90_FLOOR_US, LAG_SHARE * latency.p90_us):
-        return (f"load generator behind schedule: its send lag p90 {_fmt_us(lag.p90_us)} is over "
-                f"{LAG_SHARE:.0%} of the latency p90 {_fmt_us(latency.p90_us)}; latency withheld")
-    return None
+    interval_us = 1e6 / rate_rps
+    late_p90 = lag.p90_us is not None and lag.p90_us > interval_us
+    if not (late_p90 or lag.p50_us > 0.5 * interval_us):
+        return None
+    worst, q = (lag.p90_us, "p90") if late_p90 else (lag.p50_us, "p50")
+    own = getattr(own_lag, f"{q}_us") if own_lag is not None else None
+    if own is not None and own >= 0.5 * worst:
+        whose = f"the generator itself was late (own lag {q} {_fmt_us(own)}: timer or CPU; add --workers and cores)"
+    else:
+        whose = (f"all {connections} connections were busy when requests were due (the server fell behind "
+                 f"{rate_rps:g}/s, or too few --connections)")
+    return (f"load generator could not keep the schedule: send lag {q} {_fmt_us(worst)} exceeds the "
+            f"{_fmt_us(interval_us)} between arrivals at {rate_rps:g}/s; {whose}; latency withheld")
 
 
 def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
@@ -229,7 +235,12 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
         latency = load_hdr.latency_stats(load_hdr.decode(s["latency"])) if s["latency"] else None
         server = load_hdr.latency_stats(load_hdr.decode(s["server"])) if s["server"] else None
         lag = load_hdr.latency_stats(load_hdr.decode(s["send_lag"])) if s.get("send_lag") else None
-        invalid = open_step_invalid_reason(latency, lag) if step.mode == "open" else None
+        own = load_hdr.latency_stats(load_hdr.decode(s["own_lag"])) if s.get("own_lag") else None
+        invalid = None
+        if step.mode == "open":
+            invalid = open_step_invalid_reason(lag, own, step.rate_rps, step.users)
+            if lag is None and s["requests"]:
+                invalid = "load generator sent nothing in the measured window (a backlog from the warm-up); latency withheld"
         errors = sum(s["errors_by_status"].values())
         steps.append(LoadStep(
             mode=step.mode, concurrency=step.users, rate_rps=step.rate_rps, arrival=step.arrival,
@@ -242,11 +253,12 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
         if invalid:
             notes.append(f"{where}: INVALID, {invalid}")
         if step.mode == "open" and lag is not None and not invalid:
-            notes.append(f"{where}: load generator send lag p50 {_fmt_us(lag.p50_us)}, p90 {_fmt_us(lag.p90_us)} "
-                         f"(waiting on {', '.join(s.get('timers') or ['?'])}): within {LAG_SHARE:.0%} of the latency")
+            notes.append(f"{where}: schedule kept: send lag p50 {_fmt_us(lag.p50_us)}, p90 {_fmt_us(lag.p90_us)}; the "
+                         f"generator's own part (p50 {_fmt_us(own.p50_us if own else None)}, timer: "
+                         f"{', '.join(s.get('timers') or ['?'])}) is left out of the corrected latency")
         if step.mode == "open" and s.get("uncorrected") and latency is not None and not invalid:
             unc = load_hdr.latency_stats(load_hdr.decode(s["uncorrected"]))
-            notes.append(f"{where}: p50/p99 from the scheduled send time (corrected) {_fmt_us(latency.p50_us)} / "
+            notes.append(f"{where}: p50/p99 corrected (from the scheduled send, less the generator's own lag) {_fmt_us(latency.p50_us)} / "
                          f"{_fmt_us(latency.p99_us)}; from the actual send (uncorrected, what a closed-loop tool "
                          f"reports) {_fmt_us(unc.p50_us)} / {_fmt_us(unc.p99_us)}")
         ok = s["requests"] - errors
