@@ -8,7 +8,7 @@ The slowdown wraps the runtime call and spins (a sleep with µs accuracy) for 30
 very call took. One trial, per batch:
 - interleaved A/B (what `deploykit bench-ab` runs): `deploykit.bench.ab.run_interleaved` with a
   plain baseline worker and a plain (no change) or slowed candidate worker, each its own process,
-  measured alternately window by window; verdict `report.baseline.classify_ratio`;
+  measured alternately window by window; verdict `deploykit.noise.classify_ratio`;
 - for contrast, separate runs (what `report --baseline` compares): baseline, no-change and slowed runs
   each in a fresh process with `deploykit.bench.protocol.measure`, verdict from
   `classify_intervals` (95 % p50 intervals must separate by 10 %).
@@ -116,7 +116,7 @@ def verdicts(old: dict, new: dict) -> tuple[str, str]:
 
 def main() -> int:
     from deploykit.bench.ab import DEFAULT_AB_WINDOW_S, DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
-    from deploykit.report.baseline import classify_ratio
+    from deploykit.noise import classify_ratio
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=10)

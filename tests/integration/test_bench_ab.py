@@ -4,7 +4,7 @@ two real worker processes per configuration, measured alternately."""
 from deploykit.cli import main
 from deploykit.results import ABResultsFile
 
-QUICK = ["--rounds", "4", "--window", "0.02"]
+QUICK = ["--rounds", "4", "--max-rounds", "8", "--window", "0.02"]
 
 
 def test_same_folder_twice_is_compared_and_recorded(mnist_models, tmp_path, capsys):
@@ -18,8 +18,9 @@ def test_same_folder_twice_is_compared_and_recorded(mnist_models, tmp_path, caps
     for c in results.comparisons:
         assert c.status == "ok", c.reason
         assert c.ratio_ci[0] <= c.ratio <= c.ratio_ci[1] and c.verdict in ("regression", "improvement", "within noise")
+        assert 4 <= c.rounds <= 8 and c.stop_reason in ("narrow", "max_rounds") and c.cpu is not None
         for side in (c.baseline, c.candidate):
-            assert len(side["window_p50s_us"]) == 4 and side["latency"]["samples"] == sum(side["window_calls"])
+            assert len(side["window_p50s_us"]) == c.rounds and side["latency"]["samples"] == sum(side["window_calls"])
             assert side["runtime_version"] and side["python"]
     assert "interleaved" in capsys.readouterr().out
 

@@ -10,7 +10,7 @@ import pytest
 
 from deploykit.bench import protocol
 from deploykit.bench.ab import ABWorkerError, run_interleaved, serve_windows
-from deploykit.report.baseline import classify_ratio
+from deploykit.noise import classify_ratio
 
 RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "ab_windows.json").read_text())
 

@@ -6,7 +6,7 @@ loaded once, in a worker process of their own (their own Python, so two environm
 and measured alternately, one short window each, in ABBA order, while the other worker waits on its
 pipe (it spins nothing). Each round gives a pair of windows run back to back on the same machine
 state; the verdict comes from the pairs' ratios (`protocol.paired_ratio`) through
-`report.baseline.classify_ratio`.
+`deploykit.noise.classify_ratio`.
 
 Worker side: `serve_windows(call)` answers one line per command on stdin: "w" (time one window; reply
 its p50 and calls), "s" (latency figures over every window), "q" (quit).

@@ -30,7 +30,7 @@ def compare_model_dirs(baseline: Path, candidate: Path, settings, *, rounds: int
                        reporter=None):
     """Every (format, batch, threads) both folders have, measured interleaved → ABResultsFile."""
     from deploykit.bench.ab import TARGET_WIDTH, ABWorkerError, run_interleaved, worker_command, worker_env
-    from deploykit.report.baseline import classify_ratio
+    from deploykit.noise import classify_ratio
     from deploykit.results import ABComparison, ABResultsFile, machine_info
 
     base_jobs, notes = _jobs(baseline, settings)

@@ -287,10 +287,13 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
 
 
 def _pinning_notes(spec: LoadSpec, raw: dict) -> list[str]:
+    """Pinning as recorded by the engine (its affinity), not as asked: a generator started under taskset
+    is pinned though --cpu-affinity was not given."""
     cores = os.cpu_count() or 1
-    if spec.cpu_affinity:
-        line = (f"load generator pinned to CPU(s) {','.join(map(str, spec.cpu_affinity))} of {cores} "
-                "(os.sched_setaffinity in the engine process; local workers inherit it); deploykit does not pin "
+    pinned = raw.get("affinity") if raw.get("affinity") and len(raw["affinity"]) < cores else None
+    if pinned:
+        line = (f"load generator pinned to CPU(s) {','.join(map(str, pinned))} of {cores} "
+                "(the engine process's affinity as recorded; local workers inherit it); deploykit does not pin "
                 "the server: pin it to other cores (taskset -c ...) so the two do not compete")
     else:
         line = (f"load generator not pinned (may run on any of {cores} cores): a server on this machine competes "

@@ -481,9 +481,10 @@ def fastest_format(model_dir: Path | str, *, target: str = "cpu", batch: int = 1
     passed = {a.format for a in ModelManifest.read(model_dir).passed}
     candidates = [r for r in read_results(path).records
                   if r.status == "ok" and r.target == target and r.batch == batch and r.format in passed and r.latency]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda r: r.latency.p50_us).format
+    from deploykit.fastest import fastest_group
+
+    group = fastest_group(candidates)
+    return group[0].format if group else None
 
 
 if __name__ == "__main__":
