@@ -138,7 +138,8 @@ def _load(steps: list[LoadRow]) -> Plot:
             ax_t.plot(xs, [s.throughput_rps for s in pts], "o-", color=c, label=f"{sid} {url}")
             lat = [(s.concurrency, s.latency) for s in pts if s.latency]
             ax_l.plot([x for x, _ in lat], [v.p50_us / 1000 for _, v in lat], "o-", color=c, label=f"{sid} client p50")
-            ax_l.plot([x for x, _ in lat], [v.p99_us / 1000 for _, v in lat], "s--", color=c, label=f"{sid} client p99")
+            tail = [(x, v) for x, v in lat if v.p99_us is not None]  # withheld: too few samples
+            ax_l.plot([x for x, _ in tail], [v.p99_us / 1000 for _, v in tail], "s--", color=c, label=f"{sid} client p99")
             srv = [(s.concurrency, s.server_time) for s in pts if s.server_time]
             if srv:
                 ax_l.plot([x for x, _ in srv], [v.p50_us / 1000 for _, v in srv], "^:", color=c,
@@ -167,7 +168,8 @@ def _load(steps: list[LoadRow]) -> Plot:
             c = colors[f"{sid} {url}"]
             xs = [s.rate_rps for s in pts]
             ax.plot(xs, [s.latency.p50_us / 1000 for s in pts], "o-", color=c, label=f"{sid} p50")
-            ax.plot(xs, [s.latency.p99_us / 1000 for s in pts], "s--", color=c, label=f"{sid} p99")
+            tail = [s for s in pts if s.latency.p99_us is not None]  # withheld: too few samples
+            ax.plot([s.rate_rps for s in tail], [s.latency.p99_us / 1000 for s in tail], "s--", color=c, label=f"{sid} p99")
         ax.set_xlabel("offered rate (requests/s, open loop)")
         ax.set_ylabel("latency from scheduled send (ms, log)")
         ax.set_yscale("log")
