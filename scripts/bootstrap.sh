@@ -20,6 +20,7 @@ if [ "$want_test" = 1 ]; then
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
   command -v wrk >/dev/null || apt_pkgs+=(wrk)
   command -v hey >/dev/null || apt_pkgs+=(hey)  # benchmarks/open_loop_fidelity.py: an independent rate-limited client
+  command -v curl >/dev/null || apt_pkgs+=(curl)  # the KServe v1 test calls the server with curl
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

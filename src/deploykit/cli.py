@@ -59,6 +59,11 @@ def _pipeline_defaults(field: str) -> str:
     return ", ".join(f"{k}: {v}" for k, v in values.items())
 
 
+_EDGE_RUNTIME_HELP = ("Make the TFLite artifacts for an old device runtime, e.g. tflite-runtime==2.14.0 (Raspberry Pi "
+                      "images): converter settings it needs (per-tensor dense weights for tflite-dynamic), then each "
+                      "is proven in that exact runtime; the verdict is in the manifest.")
+
+
 @app.command("train-export")
 def train_export_cmd(
     dataset: str = typer.Argument(..., help="Dataset: mnist or fashion-mnist (its pipeline in pipelines/ sets the defaults below)."),
@@ -73,6 +78,7 @@ def train_export_cmd(
     qat_epochs: Optional[int] = typer.Option(None, "--qat-epochs", min=1, help=f"Quantization-aware fine-tuning epochs for tflite-qat. Default: {_pipeline_defaults('qat_epochs')}."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not save models in the BentoML model store."),
     clean: bool = typer.Option(False, "--clean", help="Delete what an earlier run recorded in each model folder first (by default its artifacts stay listed, marked stale, until re-exported)."),
+    edge_runtime: Optional[str] = typer.Option(None, "--edge-runtime", help=_EDGE_RUNTIME_HELP),
 ):
     """Train the reference models on DATASET and export every artifact, each loaded, scored and checked against its framework model."""
     from pipelines import PIPELINES
@@ -97,7 +103,7 @@ def train_export_cmd(
         batch_size=batch_size or p.batch_size, seed=p.seed if seed is None else seed, out=out, data_dir=data_dir,
         allow_fallback=not no_fallback, qat_epochs=qat_epochs or p.qat_epochs,
         calibration_samples=p.calibration_samples, qat_samples=p.qat_samples, store=not no_store, clean=clean,
-        reporter=reporter,
+        reporter=reporter, edge_runtime=edge_runtime,
     )
     manifests = [ModelManifest.read(m) for m in summary.manifests]
     console.print(artifact_table(manifests, title=f"train-export {dataset}: {summary.wall_seconds:.1f} s"))
@@ -125,6 +131,7 @@ def export_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed for random parity inputs and calibration sampling."),
     clean: bool = typer.Option(False, "--clean", help="Delete the previous artifacts of OUT/user/NAME first (default: keep and re-verify them)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not save the model folder in the BentoML model store."),
+    edge_runtime: Optional[str] = typer.Option(None, "--edge-runtime", help=_EDGE_RUNTIME_HELP),
 ):
     """Export a model of your own to every format that applies, and prove each artifact."""
     from deploykit.console import RichReporter, artifact_table
@@ -142,7 +149,7 @@ def export_cmd(
     manifest, model_dir = export_user_model(
         model_path, formats=formats, dataset=dataset, out=out, name=name, input_shape=shape, data_dir=data_dir,
         seed=seed, eval_data=eval_data, fit=FitOptions(pad=pad, resize=resize, channels=channels), outputs=outputs,
-        clean=clean, store=not no_store, reporter=RichReporter())
+        clean=clean, store=not no_store, reporter=RichReporter(), edge_runtime=edge_runtime)
     console.print(artifact_table([manifest], title=f"export {model_path}"))
     _print_outcome([manifest], [str(model_dir / "manifest.json")])
 
@@ -242,6 +249,10 @@ register_loadtest(app)  # loadtest, loadtest-worker
 app.command("report")(report_cmd)
 app.add_typer(edge_app, name="edge")
 app.add_typer(data_app, name="data")
+
+from deploykit.deploy.command import deploy_app  # noqa: E402
+
+app.add_typer(deploy_app, name="deploy")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

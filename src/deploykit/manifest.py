@@ -124,6 +124,7 @@ class ArtifactEntry(_Model):
     validate_seconds: Optional[float] = None
     tool_versions: dict[str, str] = Field(default_factory=dict)
     bentoml_tag: Optional[str] = None
+    edge: Optional[dict] = Field(None, description="verdict in the --edge-runtime target (deploykit.edge.target)")
 
 
 class DataInfo(_Model):
@@ -175,6 +176,7 @@ class ModelManifest(_Model):
     output_kind: Optional[Literal["probs", "logits"]] = None
     output_kind_source: Optional[Literal["detected", "user", "reference"]] = None
     source: Optional[SourceInfo] = None
+    edge_runtime: Optional[str] = Field(None, description="--edge-runtime NAME==VERSION the artifacts were made for")
 
     # -- lookup -------------------------------------------------------------------------------
     def artifact(self, fmt: str) -> ArtifactEntry:

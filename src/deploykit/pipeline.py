@@ -118,6 +118,11 @@ def export_and_prove(
         entries.append(entry)
         reporter.advance(f"{cls.key}: {entry.status}")
     reporter.done()
+    if ctx.edge_runtime is not None:  # --edge-runtime: prove the TFLite artifacts in that runtime too
+        from deploykit.edge.target import prove_for_edge
+
+        manifest.edge_runtime = str(ctx.edge_runtime)
+        prove_for_edge(model_dir, manifest, ctx.edge_runtime, reporter=reporter)
     return entries
 
 
@@ -195,6 +200,7 @@ def train_export(
     store: bool = True,
     clean: bool = False,
     reporter: Optional[Reporter] = None,
+    edge_runtime: Optional[str] = None,
 ) -> RunSummary:
     from deploykit.data import load_dataset, normalize
     from deploykit.models import resolve_models
@@ -202,8 +208,11 @@ def train_export(
 
     reporter = reporter or QuietReporter()
     specs = resolve_models(models)
-    for spec in specs:  # fail on an unknown format before spending minutes training
+    for spec in specs:  # fail on an unknown format (or edge runtime) before spending minutes training
         resolve_formats(formats, spec.framework, spec.architecture)
+    from deploykit.edge.target import parse_edge_runtime
+
+    edge_spec = parse_edge_runtime(edge_runtime)
     out = check_out_dir(out)
     wall = time.perf_counter()
     summary = RunSummary(dataset=dataset, out=out)
@@ -255,6 +264,7 @@ def train_export(
             model=result.model, framework=spec.framework, model_name=spec.name, architecture=spec.architecture,
             input=spec.input, out_dir=model_dir, calib_x=calib_x, train_x=x_train[qat_idx], train_y=ds.y_train[qat_idx],
             seed=seed, qat_epochs=qat_epochs, batch_size=batch_size, num_classes=len(ds.classes), progress=reporter.note,
+            edge_runtime=edge_spec,
         )
         entries = export_and_prove(ctx, manifest, model_dir, formats=formats, x_test=x_test, y_test=ds.y_test,
                                    reference_probs=ref_probs, float_accuracy=result.accuracy, reporter=reporter,

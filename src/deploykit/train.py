@@ -38,7 +38,7 @@ def train_model(spec, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
     return TrainResult(model, seconds, history[-1]["loss"] if history else float("nan"), acc, history)
 
 
-def framework_predict(model, framework: str, x: np.ndarray, batch: int = 1000,
+def framework_predict(model, framework: str, x: np.ndarray, batch: Optional[int] = None,
                       output_kind: Optional[str] = None) -> np.ndarray:
     """Probabilities from the framework model itself (the reference every artifact is compared with).
 
@@ -49,8 +49,14 @@ def framework_predict(model, framework: str, x: np.ndarray, batch: int = 1000,
     return to_probs(framework_outputs(model, framework, x, batch), framework_default_kind(framework, output_kind))
 
 
-def framework_outputs(model, framework: str, x: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """The framework model's raw outputs, float32, as it returns them (no softmax added)."""
+def framework_outputs(model, framework: str, x: np.ndarray, batch: Optional[int] = None) -> np.ndarray:
+    """The framework model's raw outputs, float32, as it returns them (no softmax added).
+
+    `batch`: samples per call; None sizes it to the input (validate.eval_batch), so a large input
+    does not hold a thousand samples' activations at once."""
+    from deploykit.validate import eval_batch
+
+    batch = batch or eval_batch(x)
     if framework == "keras":
         # model(x) in graph-free eager batches: model.predict builds a tf.data pipeline per call.
         outs = [np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)]

@@ -119,7 +119,7 @@ def export_user_model(
     path: Path, *, formats="all", dataset: Optional[str] = None, out: Path = Path("models"), name: Optional[str] = None,
     input_shape: Optional[list[int]] = None, data_dir: Optional[Path] = None, seed: int = 0,
     eval_data: Optional[Path] = None, fit: FitOptions = FitOptions(), outputs: str = "auto", clean: bool = False,
-    store: bool = False, isolate: bool = True, reporter: Optional[Reporter] = None,
+    store: bool = False, isolate: bool = True, reporter: Optional[Reporter] = None, edge_runtime: Optional[str] = None,
 ) -> tuple[ModelManifest, Path]:
     """Export the model at `path` to `formats`, prove each artifact, write OUT/user/NAME/manifest.json.
 
@@ -143,6 +143,9 @@ def export_user_model(
     if fit.channels not in (None, 1, 3):
         raise UsageError(f"--channels {fit.channels}: expected 1 or 3")
     user_data = load_eval_data(eval_data) if eval_data is not None else None
+    from deploykit.edge.target import parse_edge_runtime
+
+    edge_spec = parse_edge_runtime(edge_runtime)
     name = name or (path.stem if path.is_file() else path.name)
     model_dir = Path(out) / "user" / name
     _check_writable(model_dir)
@@ -188,7 +191,7 @@ def export_user_model(
     export_model = _keras_with_softmax(user.model, inner) if user.framework == "keras" and kind == "logits" else user.model
     ctx = ExportContext(model=export_model, framework=user.framework, model_name=name, architecture="custom",
                         input=user.input, out_dir=model_dir, calib_x=probe.calib.reshape(-1, *inner), seed=seed,
-                        progress=reporter.note, output_kind=kind, num_classes=raw.shape[1])
+                        progress=reporter.note, output_kind=kind, num_classes=raw.shape[1], edge_runtime=edge_spec)
     stages = {"reference": round(time.perf_counter() - t, 3)}
     export_and_prove(ctx, manifest, model_dir, formats=formats, x_test=probe.x, y_test=probe.y,
                      reference_probs=probs[:n_ref], float_accuracy=float_acc, reporter=reporter, stages=stages,

@@ -100,9 +100,9 @@ def load_user_model(path: Path, input_shape: Optional[list[int]] = None) -> User
 
 
 def _load_keras(path: Path, name: str, input_shape) -> UserModel:
+    # first: it imports TensorFlow quietly, and registers the reference subclasses for deserialisation
+    import deploykit.models.keras  # noqa: F401
     import keras
-
-    import deploykit.models.keras  # noqa: F401  (registers the reference subclass for deserialisation)
 
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
@@ -122,9 +122,10 @@ def _load_keras(path: Path, name: str, input_shape) -> UserModel:
 
 
 def _load_savedmodel(path: Path, name: str, input_shape) -> UserModel:
-    import keras
+    from deploykit.runtimes.tensorflow_rt import import_tf
 
-    import tensorflow as tf
+    tf = import_tf()  # without TensorFlow's C++ start-up lines on the user's terminal
+    import keras
 
     try:
         loaded = tf.saved_model.load(str(path))

@@ -77,3 +77,29 @@ def test_runtime_override_is_recorded_and_the_disagreement_shown(mnist_models, r
     dyn = _rows(md, "tflite-dynamic")
     assert dyn and all("**disagree**: incompatible" in ln for ln in dyn)  # LiteRT loads it; the Pi's runtime does not
     assert not any("disagree" in ln for ln in _rows(md, "tflite-fp32"))
+
+
+def test_sustained_samples_clock_and_temperature_during_the_run(mnist_models, tmp_path):
+    out = tmp_path / "sustained.json"
+    proc = deploykit("edge", "bench", str(mnist_models / "keras-cnn"), "--target", "local", "--profile", "rpi4",
+                     "--formats", "tflite-fp32", "--samples", "50", "--sustained", "2s", "--op-profile", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = read_results(out)
+    r = results.records[0]
+    assert r.status == "ok" and r.extra["measured_s"] >= 2.0  # at least the sustained time was measured
+    samples = r.extra["state_samples"]
+    assert len(samples) >= 2 and [s["t_s"] for s in samples] == sorted(s["t_s"] for s in samples)
+    assert samples[-1]["t_s"] >= 1.0
+    assert any(n.startswith("sustained 2 s, keras-cnn/tflite-fp32") for n in results.notes)
+    assert r.extra["op_profile"]["not_available"].startswith("not available: the TFLite Python interpreters")
+    # Whatever this machine lacks (clock, temperature, throttling record) is named, never left null.
+    missing = results.machine.extra["not_available"]
+    assert all(v.startswith("not available: ") for v in missing.values())
+    assert results.machine.extra["throttled"] in (True, False) or results.machine.extra["throttled"].startswith("not available")
+
+
+def test_a_bad_sustained_duration_is_one_line(mnist_models, tmp_path):
+    proc = deploykit("edge", "bench", str(mnist_models / "keras-cnn"), "--target", "local", "--profile", "rpi4",
+                     "--sustained", "soon", "--out", str(tmp_path / "x.json"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--sustained 'soon'" in proc.stderr
+    assert not (tmp_path / "x.json").exists()

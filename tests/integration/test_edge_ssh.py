@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -71,6 +72,8 @@ class Device:
     sshd: subprocess.Popen
     python: str  # what --python names on the device
     bare_python: str
+    system_key: Optional[Path] = None  # root only: logs in with Debian's own, externally-managed python3
+    home: Optional[Path] = None
 
     @property
     def target(self) -> str:
@@ -118,7 +121,7 @@ def device():
         bare = _venv(base, root / "bare-env")
         keys = root / "keys"
         keys.mkdir()
-        host_key, key, bare_key, wrong_key = (_keygen(keys / n) for n in ("host", "client", "bare", "wrong"))
+        host_key, key, bare_key, wrong_key, system_key = (_keygen(keys / n) for n in ("host", "client", "bare", "wrong", "system"))
         if as_root:
             user = f"dkedge{secrets.token_hex(3)}"
             home = root / "home"
@@ -131,7 +134,8 @@ def device():
         auth = root / "authorized_keys"
         auth.write_text(
             f'environment="PATH={full}/bin:/usr/bin:/bin" {_pub(key)}\n'
-            f'environment="PATH={bare}/bin:/usr/bin:/bin" {_pub(bare_key)}\n')
+            f'environment="PATH={bare}/bin:/usr/bin:/bin" {_pub(bare_key)}\n'
+            f'environment="PATH=/usr/bin:/bin" {_pub(system_key)}\n')
         subprocess.run(["chmod", "-R", "a+rX", str(root / "device-env"), str(root / "bare-env"), str(auth)], check=True)
         port = _free_port()
         config = root / "sshd_config"
@@ -149,7 +153,8 @@ def device():
         yield Device(root=root, port=port, user=login, key=key, bare_key=bare_key, wrong_key=wrong_key,
                      host_key=host_key, known_hosts=known, sshd=sshd,
                      python="python3" if as_root else str(full / "bin" / "python3"),
-                     bare_python="python3" if as_root else str(bare / "bin" / "python3"))
+                     bare_python="python3" if as_root else str(bare / "bin" / "python3"),
+                     system_key=system_key if as_root else None, home=home if as_root else None)
     finally:
         if sshd is not None:
             for child in psutil.Process(sshd.pid).children(recursive=True) if sshd.poll() is None else []:
@@ -337,3 +342,55 @@ def test_interrupted_run_leaves_no_results(device, mnist_models, tmp_path, how):
         assert_one_line_error(result, f"connection to {device.user}@127.0.0.1:{device.port} lost")
     assert not out.exists()
     assert not list(tmp_path.glob(".edge.json*"))  # no temp file of an atomic write either
+
+
+def _ssh(device: Device, key: Path, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ssh", "-i", str(key), "-p", str(device.port), "-o", f"UserKnownHostsFile={device.known_hosts}",
+                           "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", f"{device.user}@127.0.0.1", command],
+                          capture_output=True, text=True, timeout=120)
+
+
+# slow: ~40 s, most of it pip downloading numpy, tflite-runtime and onnxruntime into the device's venv.
+# Run: pytest -m slow tests/integration/test_edge_ssh.py
+@pytest.mark.slow
+def test_setup_on_an_externally_managed_python_then_bench_tflite_and_onnx_without_python(device, mnist_models, tmp_path):
+    """Debian's own python3 refuses `pip install` (PEP 668); `edge setup` makes ~/.deploykit/venv with
+    tflite-runtime 2.14.0, numpy and onnxruntime, and `edge bench` (no --python) runs there: a Keras
+    TFLite artifact and a PyTorch model's ONNX artifact in one results file."""
+    if device.system_key is None or shutil.which("ssh") is None:
+        pytest.skip("unavailable: needs root (a throwaway user whose only Python is Debian's) and the ssh client")
+    refused = _ssh(device, device.system_key, "python3 -m pip install --dry-run numpy")
+    assert refused.returncode != 0 and "externally-managed-environment" in refused.stdout + refused.stderr
+    common = ["--target", device.target, "--identity", str(device.system_key), "--known-hosts", str(device.known_hosts)]
+
+    setup = subprocess.run([sys.executable, "-m", "deploykit", "edge", "setup", *common, "--runtime",
+                            "tflite-runtime==2.14.0", "--onnx"], capture_output=True, text=True, timeout=1200)
+    assert setup.returncode == 0, setup.stderr[-3000:]
+    out = " ".join(setup.stdout.split())
+    venv = device.home / ".deploykit" / "venv"
+    assert f"venv {venv}" in out and "tflite-runtime 2.14.0" in out and "onnxruntime" in out, out
+    assert "externally managed" in out
+    assert (venv / "bin" / "python").exists()
+    assert [p.name for p in (device.home / ".deploykit").iterdir()] == ["venv"]  # no half-built leftovers
+
+    results_path = tmp_path / "edge.json"
+    bench = subprocess.run([sys.executable, "-m", "deploykit", "edge", "bench", str(mnist_models / "keras-cnn"),
+                            str(mnist_models / "torch-mlp"), *common, "--formats", "tflite-fp32,onnx", "--min-time",
+                            "0.1", "--warmup", "0.05", "--samples", "100", "--out", str(results_path)],
+                           capture_output=True, text=True, timeout=600)
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    results = read_results(results_path)
+    assert results.machine.extra["runtimes"]["onnx"]["package"] == "onnxruntime"
+    by_format = {r.format: r for r in results.records}
+    assert set(by_format) == {"tflite-fp32", "onnx"}
+    tfl, onnx = by_format["tflite-fp32"], by_format["onnx"]
+    assert tfl.model == "keras-cnn" and tfl.runtime == "tflite-runtime" and tfl.runtime_version == "2.14.0"
+    assert onnx.model == "torch-mlp" and onnx.runtime == "onnxruntime"
+    for r in (tfl, onnx):
+        assert r.status == "ok" and r.compat["verdict"] == "compatible" and r.top1_agreement >= 0.98, r.reason
+        assert r.latency.p50_us > 0 and not r.emulated
+    report = subprocess.run([sys.executable, "-m", "deploykit", "report", str(results_path)], capture_output=True,
+                            text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    rows = [ln for ln in report.stdout.splitlines() if "edge:127.0.0.1" in ln]
+    assert any("| onnx |" in ln for ln in rows) and any("| tflite-fp32 |" in ln for ln in rows), rows

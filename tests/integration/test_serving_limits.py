@@ -77,7 +77,10 @@ def test_stalled_uploads_do_not_lock_out_normal_requests(server):
         print(f"\n140 stalled uploads: normal requests {ok:.1%} ok, p50 {np.median(latencies)*1e3:.1f} ms, "
               f"p99 {_p99(latencies)*1e3:.1f} ms")
         assert ok >= 0.99, sorted(set(statuses))
-        assert _p99(latencies) < 1.0
+        # Locked out, normal requests would wait for the stalled bodies' 3 s timeout (or their own 5 s):
+        # 2 s tells that apart and leaves a busy 2-core machine room (p99 83–150 ms quiet, 1.4 s seen
+        # while a load benchmark shared the cores).
+        assert _p99(latencies) < 2.0
         # The stalled ones: past the upload limit refused at once (503), the others 408 after the timeout.
         answers = []
         deadline = time.monotonic() + BODY_TIMEOUT_S + 5
@@ -167,6 +170,8 @@ def test_an_early_413_is_readable_by_urllib(server):
 @pytest.mark.parametrize("method, path, status, code", [
     ("GET", "/nowhere", 404, "not_found"),
     ("GET", "/predict", 405, "method_not_allowed"),
+    ("POST", "/livez", 405, "method_not_allowed"),  # BentoML's own routes too
+    ("TRACE", "/metrics", 405, "method_not_allowed"),
 ])
 def test_404_and_405_are_small_json(server, method, path, status, code):
     r = httpx.request(method, server.url + path, timeout=10)

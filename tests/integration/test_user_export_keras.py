@@ -41,3 +41,16 @@ def test_a_savedmodel_input_shape_that_does_not_fit_is_one_usage_error(tmp_path)
     model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
     with pytest.raises(UsageError, match=r"--input-shape 28,28,1 does not fit sm's input \['N', 8, 8, 1\]"):
         load_user_model(tmp_path / "sm", [28, 28, 1])
+
+
+def test_the_cli_shows_no_tensorflow_start_up_lines(tmp_path):
+    """TensorFlow 2.21 writes absl INFO lines (oneDNN notice, CUDA stub, cuInit) to fd 2 before any log
+    setting applies, TF_CPP_MIN_LOG_LEVEL included: the CLI imports it muted, so a user error stays one line."""
+    import subprocess
+    import sys
+
+    _model(True).export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    proc = subprocess.run([sys.executable, "-m", "deploykit", "export", str(tmp_path / "sm"), "--input-shape",
+                           "28,28,1", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "does not fit" in proc.stderr, proc.stderr[-2000:]

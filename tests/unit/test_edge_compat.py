@@ -114,6 +114,22 @@ def test_throttle_notes_make_throttling_visible():
     assert throttle_notes([("start", {"time": 1.0, "source": "sysfs"})]) == []
 
 
+def test_throttle_notes_use_the_now_bits_and_say_what_is_not_available():
+    past = {"throttled": "0x50000", "throttled_flags": ["under-voltage occurred", "throttling occurred"],
+            "throttled_now": False, "arm_clock_hz": 1_500_000_000, "temp_c": 50.0}
+    notes = throttle_notes([("start", past)])
+    assert not any(n.startswith("THROTTLING") for n in notes)  # since boot, not during this run
+    assert "since boot, not during this run" in notes[0]
+    bare = {"time": 1.0, "source": "sysfs", "throttled_now": None,
+            "not_available": {"temp_c": "not available: no vcgencmd and no thermal zone in /sys/class/thermal"}}
+    assert throttle_notes([("start", bare)]) == [
+        "device facts not available: no vcgencmd and no thermal zone in /sys/class/thermal"]
+    facts = {"hostname": "board", "not_available": {"board": "not available: no /proc/device-tree/model"}}
+    machine = machine_from_facts(facts, bare | {"not_available": {"throttled": "not available: no vcgencmd"}}, bare)
+    assert machine.extra["throttled"] == "not available: no vcgencmd"  # not False: nothing was measured
+    assert machine.extra["not_available"]["board"].startswith("not available")
+
+
 def test_device_facts_become_machine_info_that_merges():
     facts = {"hostname": "raspberrypi", "board": "Raspberry Pi 4 Model B Rev 1.4", "cpu_model": "Cortex-A72",
              "arch": "aarch64", "cores_logical": 4, "memory_bytes": 4 << 30, "os": "Debian 12", "python": "3.11.2",

@@ -69,7 +69,8 @@ def test_device_state_without_vcgencmd_uses_sysfs(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     state = runner.device_state()
     assert state["source"] == "sysfs"
-    assert "throttled" not in state  # sysfs has no throttling record: absent, not a guess
+    assert "throttled" not in state and state["throttled_now"] is None  # sysfs has no throttling record: not a guess
+    assert state["not_available"]["throttled"].startswith("not available: no vcgencmd")
 
 
 def test_device_facts_here():

@@ -36,7 +36,7 @@ def test_to_input_rejects_wrong_shapes():
 
 
 def test_runtime_registry():
-    assert set(runtime_names()) >= {"onnxruntime", "litert", "tflite-runtime", "tensorflow", "torch"}
+    assert set(runtime_names()) >= {"onnxruntime", "litert", "tensorflow", "torch"}
     for name in runtime_names():
         cls = get_runtime(name)
         assert cls.name == name

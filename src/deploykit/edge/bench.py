@@ -1,4 +1,5 @@
-"""`deploykit edge bench`: latency of TFLite artifacts on a device over SSH, or emulated here.
+"""`deploykit edge bench`: latency of TFLite (and ONNX, in ONNX Runtime) artifacts on a device over SSH,
+or emulated here.
 
 On the device, the runner times ``set_tensor → invoke → get_tensor`` with `deploykit.bench.protocol`
 (warm-up, windows until three agree within 10 %, percentiles), the same call and protocol
@@ -31,7 +32,7 @@ from deploykit.bench import protocol
 from deploykit.edge.compat import runtime_name, verdict
 from deploykit.edge.envs import RuntimeEnv, RuntimeSpec, ensure_runtime_env, parse_runtime_spec
 from deploykit.edge.index import verify_version
-from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
+from deploykit.edge.prepare import edge_entries, kinds_for, load_reference, prepare_artifacts, resolve_models
 from deploykit.edge.profiles import DeviceProfile, get_profile
 from deploykit.edge.session import LOAD_ALLOWANCE_S, run_session
 from deploykit.edge.transport import LocalTransport, SSHTransport, parse_ssh_target
@@ -54,15 +55,20 @@ class EdgeBenchSettings:
     identity: Optional[Path] = None
     known_hosts: Optional[Path] = None
     trust_new_host: bool = False
-    python: str = "python3"
+    python: Optional[str] = None  # None: the venv `deploykit edge setup` made on the device, else python3
     samples: int = 256
     min_time_s: float = protocol.DEFAULT_MIN_TIME_S
     warmup_s: float = protocol.DEFAULT_WARMUP_S
     window_s: float = protocol.DEFAULT_WINDOW_S
     max_windows: int = protocol.DEFAULT_MAX_WINDOWS
     tolerance: float = protocol.DEFAULT_TOLERANCE
+    sustained_s: Optional[float] = None  # measure each record this long, sampling clock and temperature
+    sample_every_s: float = 1.0
+    op_profile: bool = False  # top operators by time, where the runtime has a profiler (ONNX Runtime)
 
     def __post_init__(self):
+        if self.sustained_s is not None and self.sustained_s <= 0:
+            raise UsageError(f"--sustained must be a positive duration, got {self.sustained_s}")
         if self.threads is not None and (not self.threads or any(t < 1 for t in self.threads)):
             raise UsageError(f"thread counts must be integers ≥ 1, got {self.threads}")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -78,9 +84,15 @@ class EdgeBenchSettings:
 
     @property
     def max_time_s(self) -> float:
+        if self.sustained_s:
+            return 2.0 * self.sustained_s
         return max(10.0, 20.0 * self.min_time_s)
 
     def protocol_settings(self) -> dict:
+        if self.sustained_s:  # at least that long of steady windows; room for enough windows to hold it
+            windows = max(self.max_windows, int(self.max_time_s / self.window_s) + 10)
+            return {"warmup_s": self.warmup_s, "min_time_s": self.sustained_s, "window_s": self.window_s,
+                    "max_windows": windows, "tolerance": self.tolerance, "max_time_s": self.max_time_s}
         return {"warmup_s": self.warmup_s, "min_time_s": self.min_time_s, "window_s": self.window_s,
                 "max_windows": self.max_windows, "tolerance": self.tolerance, "max_time_s": self.max_time_s}
 
@@ -125,29 +137,84 @@ def machine_from_facts(facts: dict, first_state: dict, last_state: dict) -> Mach
         hostname=facts.get("hostname") or "unknown", cpu_model=facts.get("cpu_model") or "unknown",
         cores_logical=int(facts.get("cores_logical") or 1), memory_bytes=facts.get("memory_bytes"),
         os=facts.get("os") or "unknown", python=facts.get("python") or "unknown", board=facts.get("board"),
-        extra={"arch": facts.get("arch"), "numpy": facts.get("numpy"), "runtime": rt,
+        extra={"arch": facts.get("arch"), "numpy": facts.get("numpy"), "runtime": rt, "runtimes": facts.get("runtimes"),
                "cpu_governor": facts.get("cpu_governor"), "cpu_max_hz": facts.get("cpu_max_hz"),
                "edgetpu_library": facts.get("edgetpu_library"), "state_before": first_state,
-               "state_after": last_state, "throttled": _throttled(first_state) or _throttled(last_state)})
+               "state_after": last_state, "throttled": _throttled(first_state, last_state),
+               "not_available": {**(facts.get("not_available") or {}), **(first_state.get("not_available") or {})}})
 
 
-def _throttled(state: Optional[dict]) -> bool:
-    return bool(state and state.get("throttled_now"))
+def _throttled(*states: Optional[dict]):
+    """True/False from the firmware's "now" bits; "not available" where the device records none."""
+    known = [s["throttled_now"] for s in states if s and s.get("throttled_now") is not None]
+    if not known:
+        why = next((s.get("not_available", {}).get("throttled") for s in states if s), None)
+        return why or "not available: the device reported no throttling state"
+    return any(known)
 
 
 def throttle_notes(states: list[tuple[str, dict]]) -> list[str]:
     """Notes that make a throttled run visible: firmware throttling flags, or the clock falling."""
     notes = []
-    flagged = [(what, s) for what, s in states if s.get("throttled_flags")]
-    if flagged:
-        what, s = flagged[-1]
-        notes.append(f"THROTTLING reported by the device ({what}): {', '.join(s['throttled_flags'])} "
-                     f"({s.get('throttled')}); figures measured while throttled are slower than the device's best")
+    # Only the "now" bits say this run was throttled; the "occurred" bits may be from any time since boot.
+    now = [(what, s) for what, s in states if s.get("throttled_now")]
+    if now:
+        what, s = now[-1]
+        flags = [f for f in s["throttled_flags"] if f.endswith(" now")]
+        notes.append(f"THROTTLING reported by the device ({what}): {', '.join(flags)} ({s.get('throttled')}); "
+                     f"figures measured while throttled are slower than the device's best")
+    else:
+        past = [(what, s) for what, s in states if s.get("throttled_flags")]
+        if past:
+            what, s = past[-1]
+            notes.append(f"the device reports {', '.join(s['throttled_flags'])} ({s.get('throttled')}, {what}): "
+                         f"since boot, not during this run (its \"now\" bits were clear)")
     clocks = [s.get("arm_clock_hz") for _, s in states if s.get("arm_clock_hz")]
     temps = [s.get("temp_c") for _, s in states if s.get("temp_c") is not None]
     if clocks and temps:
         notes.append(f"CPU clock {min(clocks) / 1e6:,.0f}–{max(clocks) / 1e6:,.0f} MHz, temperature "
                      f"{min(temps):.1f}–{max(temps):.1f} °C during the run")
+    missing = sorted({v for _, s in states for v in (s.get("not_available") or {}).values()})
+    if missing:
+        notes.append("device facts " + "; ".join(missing))
+    return notes
+
+
+def sustained_notes(records: list[BenchRecord], sustained_s: float) -> list[str]:
+    """Heat soak, per record: clock and temperature at the first and last sample of its sustained run."""
+    notes = []
+    for r in records:
+        samples = (r.extra or {}).get("state_samples") or []
+        if not samples:
+            continue
+        first, last = samples[0], samples[-1]
+        parts = []
+        if first.get("arm_clock_hz") and last.get("arm_clock_hz"):
+            parts.append(f"clock {first['arm_clock_hz'] / 1e6:,.0f} → {last['arm_clock_hz'] / 1e6:,.0f} MHz")
+        if first.get("temp_c") is not None and last.get("temp_c") is not None:
+            parts.append(f"temperature {first['temp_c']:.1f} → {last['temp_c']:.1f} °C")
+        if any(s.get("throttled_now") for s in samples):
+            parts.append("THROTTLED during the run")
+        notes.append(f"sustained {sustained_s:g} s, {r.model}/{r.format} t{r.threads} b{r.batch}: "
+                     f"{len(samples)} samples over {last['t_s']:.0f} s; "
+                     + ("; ".join(parts) or "clock and temperature not available on this device"))
+    return notes
+
+
+def op_profile_notes(plans, results: list[dict]) -> list[str]:
+    """One note per artifact: its top operators by time, or why the runtime gives none."""
+    notes = []
+    arts = [(manifest, art) for manifest, arts, _ in plans for art in arts]
+    for (manifest, art), result in zip(arts, results):
+        prof = result.get("op_profile")
+        if not prof:
+            continue
+        what = f"op profile {manifest.model}/{art.entry.format}"
+        if prof.get("not_available"):
+            notes.append(f"{what}: {prof['not_available']}")
+            continue
+        top = ", ".join(f"{o['op']} {o['share']:.0%} ({o['us_per_call']:.1f} µs)" for o in prof["top"])
+        notes.append(f"{what} (batch {prof['batch']}, {prof['calls']} calls, {prof['source']}): {top}")
     return notes
 
 
@@ -162,7 +229,7 @@ def _records_for(manifest, art, result, compat, *, target, emulated, label, sett
         device="edgetpu" if load.get("edgetpu") else "cpu", artifact_bytes=entry.bytes, accuracy=entry.accuracy,
         max_abs_diff=compat.get("max_abs_diff"), top1_agreement=compat.get("top1_agreement"), compat=compat,
     )
-    common_extra = {"timed": TIMED_CALL, "state_before": result.get("state_before"),
+    common_extra = {"op_profile": result.get("op_profile"), "timed": TIMED_CALL, "state_before": result.get("state_before"),
                     "state_after": result.get("state_after"), "pinned_cpus": result.get("pinned_cpus"),
                     "xnnpack": load.get("xnnpack"), "parity": "measured where it ran, vs the framework model's reference outputs",
                     "fixed_batch": result.get("fixed_batch")}
@@ -178,7 +245,7 @@ def _records_for(manifest, art, result, compat, *, target, emulated, label, sett
                                        extra=common_extra))
             continue
         m = run["measure"]
-        extra = dict(common_extra, **{k: m[k] for k in ("calls", "measured_s", "stop_reason", "window_calls",
+        extra = dict(common_extra, state_samples=run.get("state_samples") or None, **{k: m[k] for k in ("calls", "measured_s", "stop_reason", "window_calls",
                                                          "warmup_calls", "clock", "clock_overhead_us", "tolerance",
                                                          "min_time_s", "protocol_version")})
         records.append(BenchRecord(
@@ -224,13 +291,14 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
     plans = []
     for model_dir in model_dirs:
         manifest = ModelManifest.read(model_dir)
-        entries, left_out = tflite_entries(manifest, settings.formats)
+        entries, left_out = edge_entries(manifest, settings.formats, kinds_for(runtime))
         notes += left_out
         if entries:
             reference = load_reference(model_dir, manifest, settings.samples)
             plans.append((manifest, prepare_artifacts(model_dir, manifest, entries, reference), reference))
     if not plans:
-        raise UsageError(f"no TFLite artifacts in {', '.join(paths)}")
+        what = " or ".join("ONNX" if k == "onnx" else "TFLite" for k in kinds_for(runtime))
+        raise UsageError(f"no {what} artifacts for {runtime or 'the device'} in {', '.join(paths)}")
     prepared = [a for _, arts, _ in plans for a in arts]
 
     per_run = len(threads) * len(settings.batch_sizes) * (settings.max_time_s + 5)
@@ -240,6 +308,7 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
         session = asyncio.run(run_session(
             transport, prepared, mode="bench", runtime=runtime, threads=threads, batch_sizes=settings.batch_sizes,
             cpus=cpus, protocol_settings=settings.protocol_settings(), run_timeout_s=LOAD_ALLOWANCE_S + per_run,
+            sample_every_s=settings.sample_every_s if settings.sustained_s else None, op_profile=settings.op_profile,
             progress=(lambda msg: reporter.advance(msg) if reporter else None)))
     finally:
         if reporter:
@@ -279,6 +348,10 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
     if settings.local:
         for r in records:  # which runtime ran, and whether it was the profile's, travels with every record
             r.extra.update(runtime_spec=runtime, runtime_source=runtime_source)
+    if settings.sustained_s:
+        notes += sustained_notes(records, settings.sustained_s)
+    if settings.op_profile:
+        notes += op_profile_notes(plans, results)
     unstable = [f"{r.format} b{r.batch} t{r.threads}" for r in records if r.status == "ok" and not r.stable]
     if unstable:
         notes.append(f"windows did not agree within {settings.tolerance:.0%} (figures kept, stable=false): "

@@ -20,7 +20,7 @@ from deploykit.results import BenchRecord, ResultsFile, machine_info
 from deploykit.edge.compat import runtime_name, static_verdict, verdict
 from deploykit.edge.envs import RuntimeSpec, ensure_runtime_env, parse_runtime_spec
 from deploykit.edge.index import verify_version
-from deploykit.edge.prepare import load_reference, prepare_artifacts, resolve_models, tflite_entries
+from deploykit.edge.prepare import edge_entries, kinds_for, load_reference, prepare_artifacts, resolve_models
 from deploykit.edge.profiles import DeviceProfile, get_profile
 from deploykit.edge.session import run_session
 from deploykit.edge.transport import LocalTransport
@@ -99,19 +99,22 @@ def run_check(paths: list[str], settings: CheckSettings, reporter=None) -> Resul
     machine = machine_info()
     records: list[BenchRecord] = []
     plans = []
+    kinds = kinds_for(str(spec))
+    hints = []
     for model_dir in model_dirs:
         manifest = ModelManifest.read(model_dir)
-        entries, left_out = tflite_entries(manifest, settings.formats)
+        entries, left_out = edge_entries(manifest, settings.formats, kinds)
         notes += left_out
         if not entries:
-            notes.append(f"{manifest.model}: no TFLite artifacts to check")
+            hints.append(_other_kind_hint(manifest, kinds))
+            notes.append(f"{manifest.model}: no {_kind_text(kinds)} artifacts to check in {spec}{hints[-1]}")
             continue
         reference = load_reference(model_dir, manifest, settings.samples)
         plans.append((model_dir, manifest, prepare_artifacts(model_dir, manifest, entries, reference), reference))
     if not plans:
         from deploykit.errors import UsageError
 
-        raise UsageError(f"no TFLite artifacts in {', '.join(paths)}")
+        raise UsageError(f"no {_kind_text(kinds)} artifacts for {spec} in {', '.join(paths)}{next(filter(None, hints), '')}")
 
     try:
         env = ensure_runtime_env(spec, reporter=reporter)
@@ -147,6 +150,19 @@ def run_check(paths: list[str], settings: CheckSettings, reporter=None) -> Resul
                                    compat=compat, label=label, extra=extra))
     return _results(machine, settings, spec, profile, notes, records, model_dirs,
                     env_info={"path": str(env.path), "python": str(env.python), "packages": env.packages})
+
+
+def _kind_text(kinds) -> str:
+    return " or ".join("ONNX" if k == "onnx" else "TFLite" for k in kinds)
+
+
+def _other_kind_hint(manifest: ModelManifest, kinds) -> str:
+    """A PyTorch model has ONNX artifacts and no TFLite ones: say which runtime checks them."""
+    if "onnx" not in kinds and any(a.path.endswith(".onnx") for a in manifest.artifacts):
+        return " (its ONNX artifacts are checked with --runtime onnxruntime==VERSION)"
+    if "tflite" not in kinds and any(a.path.endswith(".tflite") for a in manifest.artifacts):
+        return " (its TFLite artifacts are checked with a TFLite runtime, e.g. --runtime tflite-runtime==2.14.0)"
+    return ""
 
 
 def _results(machine, settings, spec, profile, notes, records, model_dirs, env_info) -> ResultsFile:

@@ -27,6 +27,21 @@ def _formats(text: Optional[str]) -> Optional[list[str]]:
     return [f.strip() for f in text.split(",") if f.strip()] if text else None
 
 
+def _duration(text: str, option: str) -> float:
+    """'60s' / '2m' / '90' → seconds; bad input is a usage error (one line, exit 2)."""
+    from deploykit.errors import UsageError
+
+    t = text.strip().lower()
+    scale = 60.0 if t.endswith("m") else 1.0
+    try:
+        value = float(t.rstrip("sm")) * scale
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: expected a duration like 60s or 2m") from exc
+    if value <= 0:
+        raise UsageError(f"{option} {text!r}: expected a positive duration")
+    return value
+
+
 def _console():
     from rich.console import Console
 
@@ -102,11 +117,13 @@ def bench_cmd(
     identity: Optional[Path] = typer.Option(None, "--identity", "-i", help="SSH private key (default: your ~/.ssh keys and agent)."),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="known_hosts file that verifies the device's host key (default ~/.ssh/known_hosts)."),
     trust_new_host: bool = typer.Option(False, "--trust-new-host", help="Record the key of a device not yet in known_hosts (prints its fingerprint). A changed key is refused regardless."),
-    python: str = typer.Option("python3", "--python", help="Python on the device (e.g. ~/venv/bin/python)."),
+    python: Optional[str] = typer.Option(None, "--python", help="Python on the device (e.g. ~/venv/bin/python). Default: the venv `deploykit edge setup` made (~/.deploykit/venv), else python3."),
     samples: int = typer.Option(256, "--samples", min=1, help="Reference samples sent for the on-device parity check."),
     min_time: float = typer.Option(0.5, "--min-time", help="Least seconds measured per record; windows continue until three agree within 10 %."),
     warmup: float = typer.Option(0.1, "--warmup", help="Warm-up seconds per record before measuring."),
     out: Path = typer.Option(Path("edge-bench.json"), "--out", "-o", help="Results file (kind edge-bench), written only when every artifact is done."),
+    op_profile: bool = typer.Option(False, "--op-profile", help="Top operators by time per artifact, where the runtime has a profiler (ONNX Runtime; the TFLite Python interpreters have none, which the results say)."),
+    sustained: Optional[str] = typer.Option(None, "--sustained", help="Measure each record at least this long (e.g. 60s, 2m), sampling CPU clock and temperature every second, so heat soak and throttling show."),
 ):
     """Copy TFLite artifacts and a self-contained runner to a device over SSH (or run it here against a
     profile), time them with deploykit's measurement protocol, and bring the results back."""
@@ -121,9 +138,36 @@ def bench_cmd(
         threads=parse_int_list(threads, "--threads") if threads else None,
         batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), formats=_formats(formats), identity=identity,
         known_hosts=known_hosts, trust_new_host=trust_new_host, python=python, samples=samples,
-        min_time_s=min_time, warmup_s=warmup)
+        min_time_s=min_time, warmup_s=warmup, op_profile=op_profile, sustained_s=_duration(sustained, "--sustained") if sustained else None)
     results = run_edge_bench(model_dirs, settings, reporter=RichReporter())
     console.print(bench_table(results))
     for note in results.notes:
         console.print(f"[dim]note:[/dim] {note}", soft_wrap=True)
     console.print(f"wrote {results.write(out)}", soft_wrap=True)
+
+
+@edge_app.command("setup")
+def setup_cmd(
+    target: str = typer.Option(..., "--target", "-t", help="ssh://USER@HOST[:PORT] of the device."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="TFLite runtime NAME==VERSION (default: the newest tflite-runtime the device's Python installs, else ai-edge-litert)."),
+    onnx: bool = typer.Option(False, "--onnx", help="Also install onnxruntime (the newest the device's Python installs), for .onnx artifacts (PyTorch models)."),
+    identity: Optional[Path] = typer.Option(None, "--identity", "-i", help="SSH private key (default: your ~/.ssh keys and agent)."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="known_hosts file that verifies the device's host key (default ~/.ssh/known_hosts)."),
+    trust_new_host: bool = typer.Option(False, "--trust-new-host", help="Record the key of a device not yet in known_hosts (prints its fingerprint)."),
+    python: str = typer.Option("python3", "--python", help="The device's Python to make the venv from."),
+):
+    """Make a venv on the device (~/.deploykit/venv) with numpy and a TFLite runtime (and onnxruntime),
+    in versions the device's Python installs: Raspberry Pi OS / Debian 12 refuse a bare `pip install`
+    (externally managed). `edge bench` uses that venv when --python is not given."""
+    from deploykit.console import RichReporter
+    from deploykit.edge.setup import SetupSettings, run_setup
+
+    console = _console()
+    result = run_setup(SetupSettings(target=target, runtime=runtime, onnx=onnx, identity=identity,
+                                     known_hosts=known_hosts, trust_new_host=trust_new_host, python=python),
+                       reporter=RichReporter())
+    runtimes = result.facts.get("runtimes") or {}
+    have = ", ".join(f"{r['package']} {r['version']}" for r in runtimes.values())
+    console.print(f"{result.where}: venv {result.venv} (Python {result.facts.get('python')}, numpy "
+                  f"{result.facts.get('numpy')}, {have}); `deploykit edge bench --target {target}` uses it "
+                  f"without --python", soft_wrap=True)

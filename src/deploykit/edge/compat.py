@@ -26,10 +26,12 @@ __all__ = ["decode_array", "verdict", "static_verdict", "actionable_message", "w
 
 # Converter settings that avoid a specific new op version, each seen working here: a TensorFlow 2.21
 # conversion with the setting loads in tflite-runtime 2.14.0. Keyed by (format, op, version).
+# deploykit applies them itself under --edge-runtime (deploykit.edge.target.converter_settings).
 _CONVERTER_REMEDIES = {
     ("tflite-dynamic", "FULLY_CONNECTED", 12): (
-        "convert with converter._experimental_disable_per_channel_quantization_for_dense_layers = True "
-        "(per-tensor dense weights: FULLY_CONNECTED v9, which tflite-runtime 2.14.0 loads)"),
+        "re-export with --edge-runtime {runtime} (deploykit train-export|export), which converts with "
+        "converter._experimental_disable_per_channel_quantization_for_dense_layers = True "
+        "(per-tensor dense weights: FULLY_CONNECTED v9, which tflite-runtime 2.14.0 loads) and proves it there"),
 }
 # Runtimes whose version numbers are TensorFlow's (so they compare with the file's min_runtime_version).
 _TF_NUMBERED = ("tflite-runtime", "tensorflow")
@@ -94,7 +96,7 @@ def ways_out(entry: ArtifactEntry, info: TfliteInfo, runtime: dict, lacking: lis
     for op in lacking:
         remedy = _CONVERTER_REMEDIES.get((entry.format, op.get("op"), op.get("version")))
         if remedy:
-            out.append(remedy)
+            out.append(remedy.format(runtime=f"{runtime.get('package')}=={runtime.get('version')}"))
     series = _tf_series(runtime.get("version") or "") if runtime.get("package") in _TF_NUMBERED else None
     if series:
         out.append(_older_converter(series))
@@ -128,7 +130,7 @@ def actionable_message(entry: ArtifactEntry, info: TfliteInfo, runtime: dict, lo
 
 def _converter(entry: ArtifactEntry) -> Optional[str]:
     tv = entry.tool_versions or {}
-    for key in ("tensorflow", "ai-edge-torch", "ai-edge-litert"):
+    for key in ("tensorflow", "ai-edge-torch", "ai-edge-litert", "tf2onnx", "torch"):
         if key in tv:
             return f"{key} {tv[key]}"
     return None

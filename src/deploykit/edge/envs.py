@@ -29,7 +29,7 @@ from deploykit.errors import RuntimeUnavailable, UsageError
 __all__ = ["RuntimeSpec", "RuntimeEnv", "parse_runtime_spec", "runtimes_cache_dir", "ensure_runtime_env",
            "RUNTIME_PACKAGES"]
 
-RUNTIME_PACKAGES = ("tflite-runtime", "ai-edge-litert", "tensorflow")
+RUNTIME_PACKAGES = ("tflite-runtime", "ai-edge-litert", "tensorflow", "onnxruntime")
 READY_FILE = "deploykit-env.json"
 PIP_TIMEOUT_S = 900
 

@@ -1,4 +1,5 @@
-"""Pick a model's TFLite artifacts and prepare what the runner needs: the verified file, its op table,
+"""Pick a model's edge artifacts (TFLite, and ONNX for ONNX Runtime on the device: how PyTorch models
+get there) and prepare what the runner needs: the verified file, its op table,
 and the reference inputs already mapped onto the artifact's input tensor (on the host, with
 `deploykit.runtimes.base.to_input`: one implementation of the input mapping, the manifest's)."""
 
@@ -13,9 +14,21 @@ from deploykit.errors import ManifestError, UsageError
 from deploykit.manifest import ArtifactEntry, ModelManifest
 from deploykit.runtimes.base import to_input
 from deploykit.edge.session import PreparedArtifact
+from deploykit.edge.onnx_file import inspect_onnx
 from deploykit.edge.tflite_file import inspect_tflite
 
-__all__ = ["tflite_entries", "load_reference", "prepare_artifacts", "resolve_models"]
+__all__ = ["edge_entries", "kinds_for", "load_reference", "prepare_artifacts", "resolve_models", "ARTIFACT_KINDS"]
+
+# artifact kind → file ending; the runner picks the runtime family by the same ending.
+ARTIFACT_KINDS = {"tflite": ".tflite", "onnx": ".onnx"}
+_ONNX_PACKAGES = ("onnxruntime",)
+
+
+def kinds_for(runtime: Optional[str]) -> tuple[str, ...]:
+    """Which kinds of artifact a runtime spec (NAME or NAME==VERSION, None: whatever the device has) loads."""
+    if not runtime:
+        return tuple(ARTIFACT_KINDS)
+    return ("onnx",) if runtime.split("==", 1)[0].strip().lower() in _ONNX_PACKAGES else ("tflite",)
 
 
 def resolve_models(paths: list[str]) -> tuple[list[Path], list[str]]:
@@ -26,15 +39,20 @@ def resolve_models(paths: list[str]) -> tuple[list[Path], list[str]]:
     return dirs, notes
 
 
-def tflite_entries(manifest: ModelManifest, formats: Optional[list[str]]) -> tuple[list[ArtifactEntry], list[str]]:
-    """The manifest's TFLite artifacts (or those named in `formats`), and notes on what was left out."""
+def edge_entries(manifest: ModelManifest, formats: Optional[list[str]],
+                 kinds: tuple[str, ...] = ("tflite",)) -> tuple[list[ArtifactEntry], list[str]]:
+    """The manifest's artifacts of `kinds` (or those named in `formats`), and notes on what was left out."""
     notes = []
-    tflite = [a for a in manifest.artifacts if a.path.endswith(".tflite")]
+    endings = tuple(ARTIFACT_KINDS[k] for k in kinds)
+    tflite = [a for a in manifest.artifacts if a.path.endswith(endings)]
     if formats:
         have = {a.format: a for a in tflite}
         missing = [f for f in formats if f not in have]
         if missing:
-            notes.append(f"{manifest.model} has no TFLite artifact {', '.join(missing)}")
+            what = " or ".join("TFLite" if k == "tflite" else "ONNX" for k in kinds)
+            other = [f for f in missing if any(a.format == f for a in manifest.artifacts)]
+            notes.append(f"{manifest.model} has no {what} artifact {', '.join(missing)}"
+                         + (f" ({', '.join(other)}: not loaded by this runtime)" if other else ""))
         chosen = [have[f] for f in formats if f in have]
     else:
         chosen = [a for a in tflite if a.status != "failed"]
@@ -59,11 +77,11 @@ def load_reference(model_dir: Path, manifest: ModelManifest, samples: int) -> di
 def prepare_artifacts(model_dir: Path, manifest: ModelManifest, entries: list[ArtifactEntry],
                       reference: dict) -> list[PreparedArtifact]:
     if not entries:
-        raise UsageError(f"{model_dir} has no TFLite artifact to check (formats: "
+        raise UsageError(f"{model_dir} has no edge artifact to check (formats: "
                          f"{', '.join(a.format for a in manifest.artifacts) or 'none'})")
     out = []
     for entry in entries:
         path = manifest.verify(model_dir, entry)  # the file is what the manifest says it is
-        out.append(PreparedArtifact(entry=entry, path=path, info=inspect_tflite(path),
-                                    tensor=to_input(reference["x"], entry.input)))
+        info = inspect_onnx(path) if path.name.endswith(".onnx") else inspect_tflite(path)
+        out.append(PreparedArtifact(entry=entry, path=path, info=info, tensor=to_input(reference["x"], entry.input)))
     return out

@@ -9,7 +9,8 @@ deploykit, and its syntax stays within Python 3.6 so that an old device Python g
 What stays on the host: the manifest, the input mapping (`deploykit.runtimes.base.to_input` prepares
 the input tensor there; the runner receives the tensor as .npy) and parity (the runner returns the raw
 output tensor). One implementation of each, and the device only runs what is timed on any machine:
-``set_tensor → invoke → get_tensor`` (as `TFLitePredictor.run`, which `deploykit bench` times).
+``set_tensor → invoke → get_tensor`` in `Model.run`, the one TFLite call path: the runtime registry's
+LiteRT predictor (`deploykit.runtimes.litert_rt`, which `deploykit bench` times) wraps this same class.
 
 Job (JSON): mode "facts" | "check" | "bench"; out (result file, written atomically); runtime (None, a
 package name or NAME==VERSION); for check/bench: artifact {format, path, input (.npy of the prepared
@@ -35,7 +36,8 @@ import sys
 import tempfile
 import time
 
-__all__ = ["main", "device_facts", "device_state", "find_runtime", "parse_load_error", "EXIT_MISSING", "EXIT_USAGE"]
+__all__ = ["main", "device_facts", "device_state", "find_runtime", "import_runtime", "open_model", "Model", "Missing",
+           "parse_load_error", "EXIT_MISSING", "EXIT_USAGE"]
 
 RUNNER_VERSION = 1
 EXIT_OK = 0
@@ -49,6 +51,9 @@ RUNTIMES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter"),
     ("tensorflow", "tensorflow.lite"),
 )
+# ONNX artifacts (PyTorch models reach a Pi this way too): ONNX Runtime, which has aarch64 wheels.
+ONNX_RUNTIMES = (("onnxruntime", "onnxruntime"),)
+KINDS = {"tflite": RUNTIMES, "onnx": ONNX_RUNTIMES}
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 MAX_PROBES = 64  # interpreter constructions per artifact when listing missing op versions
 
@@ -114,9 +119,17 @@ def _package_version(package, module_obj):
         return "unknown"
 
 
-def _import_runtime(package, module):
+def kind_of(path):
+    """"onnx" for .onnx artifacts, else "tflite": which family of runtimes loads the file."""
+    return "onnx" if path.endswith(".onnx") else "tflite"
+
+
+def import_runtime(package, module):
     import importlib
 
+    if package == "onnxruntime":
+        ort = importlib.import_module(module)
+        return Runtime(package, module, ort.__version__, ort.InferenceSession, None)
     if package == "tensorflow":
         tf = importlib.import_module("tensorflow")
         return Runtime(package, module, tf.__version__, tf.lite.Interpreter, tf.lite.experimental.load_delegate)
@@ -126,16 +139,32 @@ def _import_runtime(package, module):
                    getattr(mod, "load_delegate", None))
 
 
-def find_runtime(spec):
-    """The TFLite runtime to use: `spec` None (first found), a package name, or NAME==VERSION."""
+def spec_for(kind, spec):
+    """The part of a job's runtime spec that applies to this kind of artifact (None: first found).
+    `spec` is one spec, or {kind: spec}; a TFLite spec says nothing about ONNX artifacts and back."""
+    if isinstance(spec, dict):
+        return spec.get(kind)
+    if not spec:
+        return None
+    name = spec.split("==", 1)[0]
+    if any(name == r[0] for r in KINDS[kind]):
+        return spec
+    if any(name == r[0] for table in KINDS.values() for r in table):
+        return None  # the other kind's runtime
+    return spec  # a name the runner does not know: find_runtime says so
+
+
+def find_runtime(spec, kind="tflite"):
+    """The runtime to use for `kind` artifacts: `spec` None (first found), a package name, or NAME==VERSION."""
+    table = KINDS[kind]
     name, want = (spec.split("==", 1) + [None])[:2] if spec else (None, None)
-    candidates = [r for r in RUNTIMES if name is None or r[0] == name]
+    candidates = [r for r in table if name is None or r[0] == name]
     if name is not None and not candidates:
-        raise Missing("runtime {!r} is not one the runner knows ({})".format(name, ", ".join(r[0] for r in RUNTIMES)))
+        raise Missing("runtime {!r} is not one the runner knows ({})".format(name, ", ".join(r[0] for r in table)))
     tried = []
     for package, module in candidates:
         try:
-            rt = _import_runtime(package, module)
+            rt = import_runtime(package, module)
         except ImportError as exc:
             tried.append("{} ({})".format(module, exc))
             continue
@@ -145,6 +174,8 @@ def find_runtime(spec):
         return rt
     if name:
         raise Missing("{} (pip install {}{})".format(name, name, "==" + want if want else ""))
+    if kind == "onnx":
+        raise Missing("ONNX Runtime (tried onnxruntime): pip install onnxruntime")
     raise Missing("a TFLite runtime (tried {}): {}".format(", ".join(m for _, m in RUNTIMES), install_advice()))
 
 
@@ -218,7 +249,7 @@ def device_facts(runtime=None):
 
     cpufreq = "/sys/devices/system/cpu/cpu0/cpufreq/"
     max_khz = _read(cpufreq + "cpuinfo_max_freq")
-    return {
+    facts = {
         "hostname": socket.gethostname(),
         "board": _read("/proc/device-tree/model"),
         "cpu_model": _cpu_model(),
@@ -234,6 +265,11 @@ def device_facts(runtime=None):
         "edgetpu_library": _edgetpu_present(),
         "runner_version": RUNNER_VERSION,
     }
+    why = {"board": "no /proc/device-tree/model (not a device-tree board)",
+           "cpu_governor": "no cpufreq in " + cpufreq, "cpu_max_hz": "no cpufreq in " + cpufreq,
+           "memory_bytes": "no MemTotal in /proc/meminfo"}
+    facts["not_available"] = {k: "not available: " + reason for k, reason in why.items() if facts.get(k) is None}
+    return facts
 
 
 def _vcgencmd(*args):
@@ -262,8 +298,10 @@ def device_state():
             bits = int(throttled.split("=", 1)[1], 16)
             state["throttled"] = hex(bits)
             state["throttled_flags"] = [text for bit, text in sorted(THROTTLE_BITS.items()) if bits >> bit & 1]
-            state["throttled_now"] = bool(bits & 0xF)
-        return state
+            state["throttled_now"] = bool(bits & 0xF)  # bits 0-3 are "now"; 16-19 "occurred since boot"
+        return _mark_missing(state, {"arm_clock_hz": "vcgencmd answered no CPU clock",
+                                     "temp_c": "vcgencmd answered no temperature"})
+    state["throttled_now"] = None  # only Raspberry Pi firmware records throttling
     state["source"] = "sysfs"
     cur = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     if cur and cur.isdigit():
@@ -281,6 +319,15 @@ def device_state():
     if temps:
         hottest = max(temps)
         state["temp_c"], state["temp_zone"] = hottest
+    state = _mark_missing(state, {"arm_clock_hz": "no vcgencmd and no cpufreq (/sys/devices/system/cpu/cpu0/cpufreq)",
+                                  "temp_c": "no vcgencmd and no thermal zone in " + base})
+    state["not_available"]["throttled"] = "not available: no vcgencmd (throttling is recorded by Raspberry Pi firmware only)"
+    return state
+
+
+def _mark_missing(state, why):
+    """Facts the device cannot give are named with the reason, not left out or zero."""
+    state["not_available"] = {k: "not available: " + reason for k, reason in why.items() if k not in state}
     return state
 
 
@@ -420,8 +467,13 @@ def _encode_array(a):
 
 
 class Model(object):
-    """One interpreter, run like `deploykit.runtimes.litert_rt.TFLitePredictor.run`: resized when the
-    batch changes, fixed-batch artifacts padded and run in chunks."""
+    """One interpreter, run: THE TFLite call path of deploykit. `deploykit.runtimes.litert_rt` wraps
+    this class for the runtime registry (validation, serving, `deploykit bench`) and the runner uses it
+    on devices, so what is timed there and here is the same code. It lives in this file because the
+    runner must stay self-contained (numpy and a TFLite runtime only).
+
+    Resized only when the batch size changes (a resize re-plans memory); a fixed-batch artifact is
+    padded to its batch, and larger batches run in chunks of it."""
 
     def __init__(self, interpreter):
         self.interpreter = interpreter
@@ -442,12 +494,59 @@ class Model(object):
                 return self.run(np.concatenate([tensor, pad]))[:n]
             return np.concatenate([self.run(tensor[i:i + self.fixed_batch]) for i in range(0, n, self.fixed_batch)])
         if n != self._batch:
+            # Only the batch dimension changes, and only on a dynamic-batch artifact (-1 in its
+            # signature): what strict=True would enforce; left off since old runtimes lack the keyword.
             self.interpreter.resize_tensor_input(self._in["index"], list(tensor.shape))
             self.interpreter.allocate_tensors()
             self._batch = n
         self.interpreter.set_tensor(self._in["index"], tensor)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out).copy()
+        return self.interpreter.get_tensor(self._out)  # a copy already (every TFLite Python binding copies)
+
+
+class OnnxModel(object):
+    """One ONNX Runtime session, run: THE ONNX call path of deploykit (`deploykit.runtimes.
+    onnxruntime_rt` wraps it; the runner uses it on devices). Numpy in, numpy out: ORT copies results
+    back to host memory, so no explicit sync is needed."""
+
+    fixed_batch = None  # the exporters write a dynamic batch axis
+
+    def __init__(self, session):
+        self.session = session
+        self._input = session.get_inputs()[0].name
+        self._output = [session.get_outputs()[0].name]
+
+    def run(self, tensor):
+        return self.session.run(self._output, {self._input: tensor})[0]
+
+
+def onnx_session(runtime, source, threads=None, providers=("CPUExecutionProvider",)):
+    """An ONNX Runtime session on `source` (path or bytes); raises the backend's own errors."""
+    import importlib
+
+    ort = importlib.import_module(runtime.module)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(source, sess_options=opts, providers=list(providers))
+
+
+def open_model(runtime, model_content, threads=None, delegates=None):
+    """(Model or None, load error or None): construct, allocate and wrap an interpreter (or session)."""
+    if runtime.package == "onnxruntime":
+        try:
+            return OnnxModel(onnx_session(runtime, model_content, threads)), None
+        except Exception as exc:  # noqa: BLE001 - ORT's errors (InvalidProtobuf, Fail, …) have no common base: a load verdict
+            return None, "{}: {}".format(type(exc).__name__, str(exc).strip())
+    interpreter, error = _construct(runtime, model_content, threads, delegates)
+    if interpreter is None:
+        return None, error
+    try:
+        return Model(interpreter), None
+    except (ValueError, RuntimeError) as exc:
+        return None, str(exc).strip()
 
 
 def _delegates(runtime, path):
@@ -466,15 +565,83 @@ def load(runtime, model_content, threads, delegates):
     """(Model or None, error or None, load_ms, native log lines)."""
     with _CaptureStderr() as cap:
         t0 = time.perf_counter_ns()
-        interpreter, error = _construct(runtime, model_content, threads, delegates)
-        model = None
-        if interpreter is not None:
-            try:
-                model = Model(interpreter)
-            except (ValueError, RuntimeError) as exc:
-                error = str(exc).strip()
+        model, error = open_model(runtime, model_content, threads, delegates)
         load_ms = (time.perf_counter_ns() - t0) / 1e6
     return model, error, load_ms, [ln for ln in cap.text.splitlines() if ln.strip()]
+
+
+class StateSampler(object):
+    """--sustained: clock and temperature every `every_s` seconds while a measurement runs, so that
+    heat soak shows. A thread that sleeps between reads (sysfs, or vcgencmd on a Pi); off when None."""
+
+    def __init__(self, every_s):
+        import threading
+
+        self.every_s = every_s
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True) if every_s else None
+
+    def _loop(self):
+        t0 = time.time()
+        while True:
+            s = device_state()
+            self.samples.append({"t_s": round(s["time"] - t0, 3), "arm_clock_hz": s.get("arm_clock_hz"),
+                                 "temp_c": s.get("temp_c"), "throttled_now": s.get("throttled_now")})
+            if self._stop.wait(self.every_s):
+                return
+
+    def __enter__(self):
+        if self._thread:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._thread:
+            self._stop.set()
+            self._thread.join()
+        return False
+
+
+OP_PROFILE_CALLS = 100
+TFLITE_NO_OP_PROFILER = ("not available: the TFLite Python interpreters (tflite-runtime, ai-edge-litert) expose no "
+                         "per-operator profiler (TFLite's benchmark_model --enable_op_profiling=true has one)")
+
+
+def onnx_op_profile(runtime, model_content, threads, tensor, calls=OP_PROFILE_CALLS, top=5):
+    """Per-operator time from ONNX Runtime's own profiler (SessionOptions.enable_profiling): the
+    kernel time of every node over `calls` runs, summed per operator type, largest first. A session
+    of its own, after the timed runs: profiling slows the calls it records."""
+    import importlib
+
+    ort = importlib.import_module(runtime.module)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.enable_profiling = True
+    opts.profile_file_prefix = "deploykit-ort-profile"
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    model = OnnxModel(ort.InferenceSession(model_content, sess_options=opts, providers=["CPUExecutionProvider"]))
+    for _ in range(calls):
+        model.run(tensor)
+    path = model.session.end_profiling()
+    try:
+        with open(path) as f:
+            events = json.load(f)
+    finally:
+        os.remove(path)
+    per_op = {}
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            op = (e.get("args") or {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0) + int(e.get("dur", 0))
+    total = sum(per_op.values()) or 1
+    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])
+    return {"source": "onnxruntime profiler (per-node kernel time, summed per op type)", "calls": calls,
+            "batch": int(tensor.shape[0]),
+            "top": [{"op": op, "us_per_call": round(us / calls, 3), "share": round(us / total, 4)}
+                    for op, us in ranked[:top]]}
 
 
 def _take(x, batch):
@@ -503,7 +670,7 @@ def run_artifact(job, runtime):
             result["pinning_error"] = str(exc)
     with open(art["path"], "rb") as f:
         model_content = f.read()
-    delegates, why = _delegates(runtime, art["path"])
+    delegates, why = _delegates(runtime, art["path"]) if kind_of(art["path"]) == "tflite" else ([], None)
     if delegates is None:
         result["load"] = {"ok": False, "unavailable": why}
         result["state_after"] = device_state()
@@ -542,10 +709,16 @@ def run_artifact(job, runtime):
                     return model.run(tensor)
 
                 _, first_ms = protocol.first_call(call)
-                m = protocol.measure(call, **settings)
+                with StateSampler(job.get("sample_every_s")) as sampler:
+                    m = protocol.measure(call, **settings)
                 runs.append({"threads": t, "batch": batch, "load_ms": load_ms, "first_inference_ms": first_ms,
-                             "measure": m})
+                             "measure": m, "state_samples": sampler.samples})
         result["runs"] = runs
+        if job.get("op_profile"):
+            if runtime.package == "onnxruntime":
+                result["op_profile"] = onnx_op_profile(runtime, model_content, threads[0], _take(x, 1))
+            else:
+                result["op_profile"] = {"not_available": TFLITE_NO_OP_PROFILER}
     result["peak_rss_bytes"] = protocol.peak_rss_bytes()
     result["state_after"] = device_state()
     return result
@@ -578,16 +751,26 @@ def main(argv=None):
     try:
         check_python()
         missing = [m for m in [check_numpy()] if m]
-        try:
-            runtime = find_runtime(job.get("runtime"))
-        except Missing as exc:
-            missing.append(str(exc))
-            runtime = None
-        if missing:
-            raise Missing("; ".join(missing))
         if mode == "facts":
-            result = {"facts": device_facts(runtime), "state": device_state()}
+            runtimes = {}
+            for kind in job.get("kinds") or ["tflite"]:  # every kind of artifact the session will send
+                try:
+                    runtimes[kind] = find_runtime(spec_for(kind, job.get("runtime")), kind)
+                except Missing as exc:
+                    missing.append(str(exc))
+            if missing:
+                raise Missing("; ".join(missing))
+            first = list(runtimes.values())[0]
+            result = {"facts": device_facts(first), "state": device_state()}
+            result["facts"]["runtimes"] = {kind: rt.describe() for kind, rt in runtimes.items()}
         else:
+            kind = kind_of(job["artifact"]["path"])
+            try:
+                runtime = find_runtime(spec_for(kind, job.get("runtime")), kind)
+            except Missing as exc:
+                missing.append(str(exc))
+            if missing:
+                raise Missing("; ".join(missing))
             result = run_artifact(job, runtime)
     except Missing as exc:
         sys.stderr.write("{} {}\n".format(MISSING_PREFIX, exc))

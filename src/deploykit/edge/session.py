@@ -19,7 +19,7 @@ from deploykit.errors import RuntimeUnavailable
 from deploykit.manifest import ArtifactEntry
 from deploykit.edge import runner as runner_module
 from deploykit.edge.tflite_file import TfliteInfo
-from deploykit.edge.transport import DeviceRunError, RunResult, Transport
+from deploykit.edge.transport import DeviceRunError, RunResult, SSHTransport, Transport
 
 __all__ = ["PreparedArtifact", "SessionResult", "run_session", "runner_files", "FACTS_TIMEOUT_S", "CRASH_SIGNALS"]
 
@@ -72,7 +72,10 @@ def _check_run(transport: Transport, res: RunResult, doing: str) -> None:
                              "no results written")
     if res.returncode == runner_module.EXIT_MISSING:
         line = res.last_line().removeprefix(runner_module.MISSING_PREFIX).strip()
-        raise RuntimeUnavailable(f"{transport.where} lacks what the runner needs: {line}")
+        # On Raspberry Pi OS / Debian 12 a bare `pip install` is refused (externally-managed): a venv is the way.
+        hint = (f"; `deploykit edge setup --target ssh://{transport.where}` makes a venv there with them"
+                if isinstance(transport, SSHTransport) else "")
+        raise RuntimeUnavailable(f"{transport.where} lacks what the runner needs: {line}{hint}")
     if res.returncode == 127:
         raise RuntimeUnavailable(f"{transport.where} has no Python to run the runner ({res.last_line()[:200]}); "
                                  "install python3 or pass --python PATH")
@@ -99,6 +102,9 @@ async def run_session(
     protocol_settings: Optional[dict] = None,
     run_timeout_s: float = LOAD_ALLOWANCE_S,
     progress: Callable[[str], None] = lambda msg: None,
+    kinds: Optional[list[str]] = None,
+    sample_every_s: Optional[float] = None,
+    op_profile: bool = False,
 ) -> SessionResult:
     """Run the runner for every artifact on `transport`; raise (and leave nothing half-done on the
     host) when the device lacks something or the session breaks."""
@@ -106,7 +112,9 @@ async def run_session(
     try:
         for f in runner_files():
             await transport.put(f, f.name)
-        job = {"mode": "facts", "out": "facts.json", "runtime": runtime}
+        # every kind of artifact sent (TFLite, ONNX) needs its runtime there: all are asked for up front
+        kinds = kinds or sorted({runner_module.kind_of(a.path.name) for a in artifacts}) or ["tflite"]
+        job = {"mode": "facts", "out": "facts.json", "runtime": runtime, "kinds": kinds}
         await transport.put_bytes(json.dumps(job).encode(), "job-facts.json")
         _check_run(transport, await transport.run(["runner.py", "job-facts.json"], FACTS_TIMEOUT_S), "reading device facts")
         first = json.loads(await transport.get_bytes("facts.json"))
@@ -116,6 +124,7 @@ async def run_session(
             await transport.put_bytes(_npy(art.tensor), f"input-{i}.npy")
             job = {"mode": mode, "out": f"result-{i}.json", "runtime": runtime, "cpus": cpus,
                    "threads": threads, "batch_sizes": batch_sizes, "protocol": protocol_settings or {},
+                   "sample_every_s": sample_every_s, "op_profile": op_profile,
                    "artifact": {"format": art.entry.format, "path": art.remote_name(i), "input": f"input-{i}.npy",
                                 "ops": art.info.as_job_ops()}}
             await transport.put_bytes(json.dumps(job).encode(), f"job-{i}.json")

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 from deploykit.errors import DeployKitError, MissingDependency, UsageError
 
 __all__ = ["EdgeConnectionError", "DeviceRunError", "RunResult", "Transport", "LocalTransport", "SSHTarget",
-           "SSHTransport", "parse_ssh_target", "default_known_hosts"]
+           "SSHTransport", "parse_ssh_target", "default_known_hosts", "DEVICE_VENV"]
 
 
 class EdgeConnectionError(DeployKitError):
@@ -168,6 +168,11 @@ def default_known_hosts() -> Path:
 
 
 _PYTHON_RE = re.compile(r"[\w./~+-]+")
+# Where `deploykit edge setup` makes the device's venv; without --python the runner runs there when it
+# exists (else the device's python3).
+DEVICE_VENV = ".deploykit/venv"  # under the login's $HOME
+_DEFAULT_PYTHON = f'P="$HOME/{DEVICE_VENV}/bin/python"; [ -x "$P" ] || P=python3;'
+
 
 
 def _asyncssh():
@@ -180,9 +185,9 @@ def _asyncssh():
 
 class SSHTransport(Transport):
     def __init__(self, target: SSHTarget, *, identity: Optional[Path] = None, known_hosts: Optional[Path] = None,
-                 trust_new_host: bool = False, python: str = "python3", connect_timeout: float = 20.0,
+                 trust_new_host: bool = False, python: Optional[str] = None, connect_timeout: float = 20.0,
                  notify: Callable[[str], None] = lambda msg: None):
-        if not _PYTHON_RE.fullmatch(python):
+        if python is not None and not _PYTHON_RE.fullmatch(python):
             raise UsageError(f"--python {python!r}: expected a command name or path")
         if identity is not None and not Path(identity).is_file():
             raise UsageError(f"--identity {identity}: no such key file")
@@ -323,9 +328,15 @@ class SSHTransport(Transport):
             raise self._lost(f"fetching {name}", exc) from exc
 
     async def run(self, args: list[str], timeout: float) -> RunResult:
-        asyncssh = _asyncssh()
         # `python` is not quoted so that ~/venv/bin/python expands; it is checked against _PYTHON_RE.
-        cmd = f"cd {shlex.quote(self.dir)} && exec {self.python} " + " ".join(shlex.quote(a) for a in args)
+        python = self.python or '"$P"'
+        cmd = (f"{'' if self.python else _DEFAULT_PYTHON} cd {shlex.quote(self.dir)} && exec {python} "
+               + " ".join(shlex.quote(a) for a in args))
+        return await self.shell(cmd, timeout)
+
+    async def shell(self, cmd: str, timeout: float) -> RunResult:
+        """Run a shell command line on the device (the runner, or `edge setup`'s venv and pip)."""
+        asyncssh = _asyncssh()
         try:
             done = await self.conn.run(cmd, check=False, timeout=timeout)
         except asyncssh.TimeoutError as exc:

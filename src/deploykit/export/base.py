@@ -53,6 +53,9 @@ class ExportContext:
     # Keras probabilities). Torch exporters append softmax to logits; a Keras model that emits
     # logits is handed over already wrapped in a Softmax layer (user_export does it).
     output_kind: Optional[str] = None
+    # --edge-runtime: the device runtime (deploykit.edge.envs.RuntimeSpec) the artifacts must load in;
+    # exporters ask deploykit.edge.target.converter_settings what that takes.
+    edge_runtime: Any = None
 
     @property
     def source_kind(self) -> str:

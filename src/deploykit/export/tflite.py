@@ -101,6 +101,21 @@ def tflite_result(blob: bytes, path: Path, ctx: ExportContext, **kwargs) -> Expo
     )
 
 
+def _for_edge_runtime(converter, ctx: ExportContext, fmt: str, quantization: Optional[dict]) -> Optional[dict]:
+    """Apply what --edge-runtime needs (deploykit.edge.target) and record it with the quantization."""
+    from deploykit.edge.target import converter_settings
+
+    settings = converter_settings(ctx.edge_runtime, fmt)
+    for name, value in settings.items():
+        setattr(converter, name, value)
+    if not settings:
+        return quantization
+    record = dict(quantization or {}, edge_runtime=str(ctx.edge_runtime), converter_settings=settings)
+    if settings.get("_experimental_disable_per_channel_quantization_for_dense_layers"):
+        record["dense_weights"] = "per-tensor (per-channel needs FULLY_CONNECTED v12, TFLite >= 2.17)"
+    return record
+
+
 class _TFLiteExporter(Exporter):
     frameworks = frozenset({"keras"})
     runtime = "litert"
@@ -117,6 +132,7 @@ class _TFLiteExporter(Exporter):
                 try:
                     converter = tf.lite.TFLiteConverter.from_saved_model(str(source))
                     quantization = self.configure(converter, tf, ctx)
+                    quantization = _for_edge_runtime(converter, ctx, self.key, quantization)
                     blob = converter.convert()
                 except ExportError:
                     raise

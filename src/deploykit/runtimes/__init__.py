@@ -12,11 +12,11 @@ from deploykit.runtimes.base import DEVICES, Predictor, Runtime
 __all__ = ["RUNTIMES", "get_runtime", "runtime_names", "load_artifact", "load_predictor", "Predictor", "Runtime", "DEVICES"]
 
 # name → module; the module defines a Runtime subclass with that `name`. Frameworks are heavy and
-# optional, so a runtime's module is imported only when that runtime is asked for.
+# optional, so a runtime's module is imported only when that runtime is asked for. Old TFLite runtimes
+# (tflite-runtime) are not here: they need NumPy 1.x and run in `deploykit edge`'s isolated environments.
 RUNTIMES: dict[str, str] = {
     "onnxruntime": "deploykit.runtimes.onnxruntime_rt",
     "litert": "deploykit.runtimes.litert_rt",
-    "tflite-runtime": "deploykit.runtimes.litert_rt",
     "tensorflow": "deploykit.runtimes.tensorflow_rt",
     "torch": "deploykit.runtimes.torch_rt",
 }

@@ -1,48 +1,40 @@
-"""TFLite interpreters: ai-edge-litert (today's) and tflite-runtime (what many edge images still run)."""
+"""TFLite through ai-edge-litert (today's interpreter), for validation, serving and `deploykit bench`.
+
+The interpreter call path is the edge runner's (`deploykit.edge.runner.Model`): one implementation,
+kept in the runner because the runner must stay self-contained when it is copied to a device. Old
+runtimes (tflite-runtime 2.14.0, what many Pi images run) are not loaded into this process: they need
+NumPy 1.x, so `deploykit edge check|bench` runs them through the runner in an isolated environment.
+"""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
+from deploykit.edge import runner
 from deploykit.errors import RuntimeUnavailable
 from deploykit.manifest import InputSpec, OutputSpec
 from deploykit.quiet import muted_stderr
 from deploykit.runtimes.base import Predictor, Runtime
 
-__all__ = ["LiteRTRuntime", "TFLiteRuntime", "TFLitePredictor"]
+__all__ = ["LiteRTRuntime", "TFLitePredictor"]
 
 
 class TFLitePredictor(Predictor):
-    """One interpreter; resized only when the batch size changes (a resize re-plans memory)."""
+    """The registry's face of `runner.Model`: manifest input/output mapping around the runner's call."""
 
-    def __init__(self, interpreter, runtime: str, input_spec: InputSpec, output_spec: OutputSpec | None, threads):
+    def __init__(self, model: runner.Model, runtime: str, input_spec: InputSpec, output_spec: OutputSpec | None, threads):
         super().__init__(input_spec, output_spec)
-        self.interpreter = interpreter
+        self.model = model
         self.runtime = runtime
         self.device = "cpu"
         self.threads = threads
-        self._in = interpreter.get_input_details()[0]
-        self._out = interpreter.get_output_details()[0]["index"]
-        self._batch = int(self._in["shape"][0])
-        dims = self._in.get("shape_signature", self._in["shape"])
-        if int(dims[0]) != -1:
-            self.max_batch = self._batch  # fixed batch artifact: predict() splits larger batches
+        self.max_batch = model.fixed_batch  # fixed-batch artifact: predict() splits larger batches
+        self.run = model.run  # what `deploykit bench` times is the runner's call itself, no extra frame
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        n = tensor.shape[0]
-        if n != self._batch:
-            if self.max_batch and n < self.max_batch:  # fixed-batch artifact: pad, run, cut
-                pad = np.zeros((self.max_batch - n, *tensor.shape[1:]), tensor.dtype)
-                return self.run(np.concatenate([tensor, pad]))[:n]
-            self.interpreter.resize_tensor_input(self._in["index"], list(tensor.shape), strict=True)
-            self.interpreter.allocate_tensors()
-            self._batch = n
-        self.interpreter.set_tensor(self._in["index"], tensor)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out)  # get_tensor already returns a copy
+        return self.model.run(tensor)
 
 
 class LiteRTRuntime(Runtime):
@@ -53,9 +45,9 @@ class LiteRTRuntime(Runtime):
     module = "ai_edge_litert.interpreter"
 
     @classmethod
-    def _module(cls):
+    def _runtime(cls) -> runner.Runtime:
         try:
-            return importlib.import_module(cls.module)
+            return runner.import_runtime(cls.package, cls.module)
         except ImportError as exc:
             raise RuntimeUnavailable(f"{cls.package} is not installed: pip install {cls.package}") from exc
 
@@ -64,7 +56,7 @@ class LiteRTRuntime(Runtime):
         if device != "cpu":
             return False, f"{cls.package} runs TFLite on the CPU here (GPU delegates are for mobile GPUs)"
         try:
-            cls._module()
+            cls._runtime()
         except RuntimeUnavailable as exc:
             return False, str(exc)
         return True, ""
@@ -80,15 +72,11 @@ class LiteRTRuntime(Runtime):
         ok, why = self.available(device)
         if not ok:
             raise RuntimeUnavailable(why)
-        kwargs = {"num_threads": threads} if threads else {}
-        with muted_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            interpreter = self._module().Interpreter(model_path=str(path), **kwargs)
-            interpreter.allocate_tensors()
-        return TFLitePredictor(interpreter, self.name, input_spec, output_spec, threads)
-
-
-class TFLiteRuntime(LiteRTRuntime):
-    name = "tflite-runtime"
-    package = "tflite-runtime"
-    extra = "edge"
-    module = "tflite_runtime.interpreter"
+        try:
+            with muted_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                model, error = runner.open_model(self._runtime(), Path(path).read_bytes(), threads)
+        except runner.Missing as exc:  # e.g. a runtime built for NumPy 1.x under NumPy 2
+            raise RuntimeUnavailable(str(exc)) from exc
+        if model is None:  # Runtime.load turns it into ArtifactLoadError, as for every backend
+            raise ValueError(error or "the interpreter refused the file")
+        return TFLitePredictor(model, self.name, input_spec, output_spec, threads)

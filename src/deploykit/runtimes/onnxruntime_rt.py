@@ -1,4 +1,7 @@
-"""ONNX Runtime: CPU, and CUDA / TensorRT execution providers where onnxruntime-gpu has them."""
+"""ONNX Runtime: CPU, and CUDA / TensorRT execution providers where onnxruntime-gpu has them.
+
+The session call path is the edge runner's (`deploykit.edge.runner.OnnxModel`), so an `.onnx` timed on a
+device and here runs the same code."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploykit.edge import runner
 from deploykit.errors import RuntimeUnavailable
 from deploykit.manifest import InputSpec, OutputSpec
 from deploykit.runtimes.base import Predictor, Runtime
@@ -20,19 +24,20 @@ _PROVIDERS = {
 
 
 class OnnxPredictor(Predictor):
+    """The registry's face of the edge runner's `OnnxModel`: one ONNX call path here and on devices."""
+
     runtime = "onnxruntime"
 
-    def __init__(self, session, input_spec: InputSpec, output_spec: OutputSpec | None, device: str, threads):
+    def __init__(self, model: runner.OnnxModel, input_spec: InputSpec, output_spec: OutputSpec | None, device: str, threads):
         super().__init__(input_spec, output_spec)
-        self.session = session
+        self.model = model
+        self.session = model.session
         self.device = device
         self.threads = threads
-        self._input = session.get_inputs()[0].name
-        self._output = [session.get_outputs()[0].name]
+        self.run = model.run  # what `deploykit bench` times is the runner's call itself
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        # Numpy in, numpy out: ORT copies results back to host, so no explicit sync is needed.
-        return self.session.run(self._output, {self._input: tensor})[0]
+        return self.model.run(tensor)
 
 
 class OnnxRuntime(Runtime):
@@ -65,11 +70,6 @@ class OnnxRuntime(Runtime):
         ok, why = self.available(device)
         if not ok:
             raise RuntimeUnavailable(why)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
         providers = [p for p in _PROVIDERS[device] if p in ort.get_available_providers()]
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        return OnnxPredictor(session, input_spec, output_spec, device, threads)
+        session = runner.onnx_session(runner.import_runtime("onnxruntime", "onnxruntime"), str(path), threads, providers)
+        return OnnxPredictor(runner.OnnxModel(session), input_spec, output_spec, device, threads)

@@ -30,7 +30,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from deploykit.serving.errors import NotReady, Overloaded
+from deploykit.serving.errors import DeadlineExceeded, NotReady, Overloaded
+from deploykit.serving.model_input import ServedInput
 
 __all__ = ["Engine", "ModelInfo", "INLINE_MAX_MS", "RESULT_DTYPE"]
 
@@ -40,7 +41,8 @@ logger = logging.getLogger("bentoml.deploykit")
 INLINE_MAX_MS = 1.0  # warm-up p50 per call below this: run inline on the event loop
 WARMUP_MIN_CALLS = 20
 WARMUP_MAX_S = 60.0  # a bound on the warm-up loop, whatever warmup_s says
-GC_THRESHOLDS = (10_000, 20, 50)  # Python's default is (700, 10, 10)
+GC_THRESHOLDS = (10_000, 20, 50)
+DEADLINE_SLACK_S = 0.002  # Python's default is (700, 10, 10)
 
 
 def _result_dtype(classes: int) -> np.dtype:
@@ -60,6 +62,7 @@ class ModelInfo:
     classes: tuple[str, ...]
     model_dir: Path
     artifact: Path
+    served: ServedInput  # the input tensor every route hands the engine (from the manifest)
 
 
 class Engine:
@@ -131,8 +134,8 @@ class Engine:
     async def _warm_up(self) -> None:
         """Time the predictor alone (decides inline vs thread), then train the dispatcher's latency
         model with real batched calls, so the first user requests meet a warm, tuned server."""
-        rng = np.random.default_rng(0)
-        one = rng.random((1, 28, 28), dtype=np.float32)
+        served = self.info.served
+        one = served.warmup_batch(1)
         times = []
         deadline = time.perf_counter() + min(WARMUP_MAX_S, max(self.warmup_s, 0.0))
         while len(times) < WARMUP_MIN_CALLS or time.perf_counter() < deadline:
@@ -155,8 +158,8 @@ class Engine:
         self._make_dispatcher()
         # The dispatcher learns its cost model from its first ~11 calls, waiting for batches of 2
         # and 3 on the way; feed it concurrent requests so that happens now, not on user traffic.
-        for _ in range(6):
-            await asyncio.gather(*(self._dispatch(rng.random((1, 28, 28), dtype=np.float32)) for _ in range(4)))
+        for i in range(6):
+            await asyncio.gather(*(self._dispatch(served.warmup_batch(1, seed=4 * i + k)) for k in range(4)))
 
     def _make_dispatcher(self) -> None:
         from bentoml._internal.marshal.dispatcher import CorkDispatcher, Optimizer
@@ -181,7 +184,24 @@ class Engine:
         def deadline_passed():
             raise Overloaded(f"request waited over {self.max_latency_ms} ms in the queue; retry later", self.retry_after_s)
 
-        dispatcher = CorkDispatcher(
+        class DropAbandoned(CorkDispatcher):
+            """BentoML's dispatcher, but a queued request whose caller stopped waiting (its deadline
+            passed) is dropped before batching: BentoML's would still compute it."""
+
+            def _get_inputs(self, num_batches=None):
+                if any(job.future.done() for job in self._queue):  # in place: the controller holds the deque
+                    keep = [job for job in self._queue if not job.future.done()]
+                    self._queue.clear()
+                    self._queue.extend(keep)
+                return super()._get_inputs(num_batches)
+
+            async def outbound_call(self, inputs_info, training=False):
+                if not inputs_info:  # everything queued was abandoned
+                    self._sema.release()
+                    return
+                await super().outbound_call(inputs_info, training)
+
+        dispatcher = DropAbandoned(
             max_latency_in_ms=self.max_latency_ms,
             max_batch_size=self.max_batch_size,
             fallback=deadline_passed,
@@ -209,16 +229,35 @@ class Engine:
         return np.split(out, np.cumsum([len(p) for p in parts[:-1]]))
 
     # -- serving ----------------------------------------------------------------------------------
-    async def infer(self, x: np.ndarray) -> tuple[np.ndarray, float]:
-        """Canonical N×28×28 → (N×classes probabilities, compute µs of the batch(es) it ran in)."""
+    @property
+    def classes(self) -> int:
+        """Width of the model's output (known after warm-up)."""
+        return int(self._dtype["probs"].shape[0])
+
+    async def infer(self, x: np.ndarray, deadline: Optional[float] = None) -> tuple[np.ndarray, float]:
+        """N × served.shape → (N×classes probabilities, compute µs of the batch(es) it ran in).
+
+        `deadline` (time.perf_counter seconds): past it the request is answered 503 and, if still
+        queued, dropped from the queue unrun."""
         self.check_ready()
+        if deadline is not None and deadline <= time.perf_counter():
+            raise DeadlineExceeded("deadline passed before the request reached the model", self.retry_after_s)
         n = len(x)
         if self._pending + n > self.max_queue:
             raise Overloaded(f"queue full ({self._pending} images waiting, limit {self.max_queue}); retry later",
                              self.retry_after_s)
         self._pending += n
         try:
-            out = await self._dispatch(x)
+            if deadline is None:
+                out = await self._dispatch(x)
+            else:
+                out = await asyncio.wait_for(self._dispatch(x), deadline - time.perf_counter())
+        except (asyncio.TimeoutError, Overloaded):
+            # The loop's timers may fire up to its clock resolution early, and the dispatcher turns the
+            # cancellation into its own Overloaded: a deadline within DEADLINE_SLACK_S counts as passed.
+            if deadline is not None and time.perf_counter() >= deadline - DEADLINE_SLACK_S:
+                raise DeadlineExceeded("deadline passed while the request was queued; dropped", self.retry_after_s) from None
+            raise
         finally:
             self._pending -= n
         return out["probs"], float(out["compute_us"].max())

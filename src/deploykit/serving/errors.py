@@ -7,7 +7,7 @@ import msgspec
 
 from deploykit.errors import DeployKitError
 
-__all__ = ["BadRequest", "Overloaded", "NotReady", "error_body", "MAX_MESSAGE_CHARS"]
+__all__ = ["BadRequest", "Overloaded", "NotReady", "DeadlineExceeded", "error_body", "protocol_error_body", "MAX_MESSAGE_CHARS"]
 
 # Messages are cut so that no request can make the server echo back a large body.
 MAX_MESSAGE_CHARS = 240
@@ -33,6 +33,14 @@ class Overloaded(BadRequest):
         self.retry_after_s = retry_after_s
 
 
+class DeadlineExceeded(Overloaded):
+    """The request's own deadline (X-Request-Timeout-Ms, OIP parameters.timeout) passed: 503 + Retry-After."""
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(message, retry_after_s)
+        self.code = "deadline_exceeded"
+
+
 class NotReady(Overloaded):
     """The model is still loading or warming up: 503 + Retry-After."""
 
@@ -45,3 +53,11 @@ def error_body(code: str, message: str) -> bytes:
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     return msgspec.json.encode({"error": {"code": code, "message": message}})
+
+
+def protocol_error_body(code: str, message: str) -> bytes:
+    """The error body of the standard protocols' routes (KServe v1/v2, TF Serving): ``{"error": "…"}``,
+    the string their clients read (tritonclient raises it as the exception's message), plus our code."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    return msgspec.json.encode({"error": message, "code": code})

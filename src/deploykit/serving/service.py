@@ -29,12 +29,14 @@ from deploykit.errors import DeployKitError
 from deploykit.serving.app import ServingApp
 from deploykit.serving.config import ServeSettings
 from deploykit.serving.engine import Engine, ModelInfo
+from deploykit.serving.model_input import ServedInput
 from deploykit.serving.startup import is_store_tag, prepare
 
 __all__ = ["DeployKitService", "SETTINGS", "SERVICE_NAME", "HOT_PATHS"]
 
 SERVICE_NAME = "deploykit"
-HOT_PATHS = ["/predict", "/predict_image"]
+# Excluded from tracing (see _service_config): OpenTelemetry matches these as regular expressions, by search.
+HOT_PATHS = ["/predict", "/predict_image", "/v2/models/", "/v1/models/"]
 
 
 def _read_settings() -> ServeSettings:
@@ -98,7 +100,8 @@ class DeployKitService:
         manifest = prepared.manifest
         self.engine = Engine(
             ModelInfo(model=manifest.model, format=prepared.choice.format, runtime=prepared.entry.runtime,
-                      classes=tuple(manifest.classes), model_dir=prepared.model_dir, artifact=prepared.artifact),
+                      classes=tuple(manifest.classes), model_dir=prepared.model_dir, artifact=prepared.artifact,
+                      served=ServedInput.from_spec(manifest.input)),
             max_batch_size=SETTINGS.max_batch_size, max_latency_ms=SETTINGS.max_latency_ms,
             max_queue=SETTINGS.max_queue, warmup_s=SETTINGS.warmup_s, retry_after_s=SETTINGS.retry_after_s,
         )
@@ -127,3 +130,66 @@ class DeployKitService:
     @bentoml.on_shutdown
     def close(self) -> None:
         self.engine.close()
+
+
+class _Edges:
+    """Two things only a middleware (BentoML's public ``add_asgi_middleware`` hook) can reach, because
+    BentoML's own routes and router sit in front of the mounted app:
+
+    - GET /schema.json lists these routes, so that BentoML's own clients
+      (``bentoml.SyncHTTPClient(url).predict(...)``, ``AsyncHTTPClient``) discover them: BentoML builds
+      that document from ``@bentoml.api`` methods only.
+    - a plain-text error BentoML's router answers itself (a path no route takes, e.g. one with a
+      newline, which even the mount does not match) becomes the documented small JSON error.
+
+    /predict and /predict_image pass straight through (one prefix test): this app answers them in JSON."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith(_JSON_ALREADY):
+            return await self.app(scope, receive, send)
+        if scope["path"] == "/schema.json" and scope["method"] == "GET":
+            return await self._schema(scope, receive, send)
+        state = {}
+
+        async def json_errors(message):
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                headers = dict(message.get("headers") or [])
+                if headers.get(b"content-type", b"").startswith(b"text/plain"):
+                    state["status"] = message["status"]
+                    return
+            if "status" in state and message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await self._error(state["status"], scope, send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, json_errors)
+
+    @staticmethod
+    async def _error(status: int, scope, send) -> None:
+        from starlette.responses import Response
+
+        from deploykit.serving.errors import error_body, protocol_error_body
+
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        message = {404: "no such route; see GET /docs.json"}.get(status, f"HTTP {status}")
+        body = (protocol_error_body if scope["path"].startswith(("/v1/", "/v2/")) else error_body)(code, message)
+        await Response(body, status_code=status, media_type="application/json")(scope, None, send)
+
+    @staticmethod
+    async def _schema(scope, receive, send) -> None:
+        import msgspec
+        from starlette.responses import Response
+
+        from deploykit.serving.openapi import client_schema
+
+        info = serving_app.engine.info if serving_app.engine is not None else None
+        body = {**DeployKitService.schema(), **client_schema(info, SETTINGS.max_images)}
+        await Response(msgspec.json.encode(body), media_type="application/json")(scope, receive, send)
+
+
+_JSON_ALREADY = ("/predict",)  # /predict and /predict_image: the hot path
+DeployKitService.add_asgi_middleware(_Edges)

@@ -1,0 +1,32 @@
+"""What `--edge-runtime` asks of the converters (deploykit.edge.target)."""
+
+import pytest
+
+from deploykit.edge.envs import parse_runtime_spec
+from deploykit.edge.target import converter_settings
+from deploykit.errors import UsageError
+
+PER_TENSOR = {"_experimental_disable_per_channel_quantization_for_dense_layers": True}
+
+
+@pytest.mark.parametrize("runtime,fmt,expected", [
+    ("tflite-runtime==2.14.0", "tflite-dynamic", PER_TENSOR),  # lacks FULLY_CONNECTED v12
+    ("tensorflow==2.16.1", "tflite-dynamic", PER_TENSOR),
+    ("tensorflow==2.17.0", "tflite-dynamic", {}),  # has it
+    ("ai-edge-litert==2.3.0", "tflite-dynamic", {}),  # today's runtime
+    ("tflite-runtime==2.14.0", "tflite-fp32", {}),  # float kernels: nothing to change (seen loading)
+    ("tflite-runtime==2.14.0", "tflite-int8", {}),
+])
+def test_converter_settings(runtime, fmt, expected):
+    assert converter_settings(parse_runtime_spec(runtime), fmt) == expected
+
+
+def test_no_target_no_settings():
+    assert converter_settings(None, "tflite-dynamic") == {}
+
+
+def test_malformed_target_is_a_usage_error():
+    from deploykit.edge.target import parse_edge_runtime
+
+    with pytest.raises(UsageError, match="exact version"):
+        parse_edge_runtime("tflite-runtime")
