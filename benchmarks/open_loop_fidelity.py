@@ -18,6 +18,12 @@ each round):
 Ratios are per round (deploykit / other, back to back) and their median is reported.
 
     .venv/bin/python benchmarks/open_loop_fidelity.py [--rates 200,500] [--rounds 3] [--duration 4]
+
+Measured 2026-12-02 on a shared 2-core machine (3 rounds × 4 s): deploykit / hey p50 ×0.95 at 200/s and
+×0.93 at 500/s (deploykit 531 / 464 µs, hey 500 / 500 µs, the plain client 771 / 750 µs). A run at load
+average 6–9 (training beside it) marked 1 of 3 steps at 500/s invalid (generator late) and failed 200/s
+(×2.22: the server stalled; deploykit's figure from the actual send read ×1.24 of hey's). Note hey's
+CSV gives response times in 0.1 ms steps.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ A trial counts as clean when neither batch reports a regression, as caught when 
 
     .venv/bin/python benchmarks/regression_detection.py                 # 10 trials, ~4 minutes
     .venv/bin/python benchmarks/regression_detection.py --trials 3 --no-contrast
+
+Measured 2026-12-02, 10 trials, load average 5–9 on 2 shared cores, 460 s: interleaved A/B no change
+clean 10/10, slowdown caught 10/10 (no-change ratios ×0.959–×1.052, highest interval low end 1.030;
+slowed ×1.29–×1.84); separate runs, interval rule 8/10 and 7/10; old flat rule 7/10 and 7/10.
 """
 
 from __future__ import annotations
