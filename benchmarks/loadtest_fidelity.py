@@ -96,7 +96,8 @@ def run_deploykit(url: str, connections: int, duration_s: float, warmup_s: float
                       model_dir=str(model_dir), samples=1, cpu_affinity=cores, client=client)
     step = run_loadtest(spec).results.steps[0]
     return {"rps": step.throughput_rps, "p50_us": step.latency.p50_us if step.latency else float("nan"),
-            "p99_us": step.latency.p99_us if step.latency else float("nan"), "errors": step.errors,
+            "p99_us": step.latency.p99_us if step.latency and step.latency.p99_us is not None else float("nan"),
+            "errors": step.errors,
             "requests": step.requests,
             "server_p50_us": step.server_time.p50_us if step.server_time else None}
 

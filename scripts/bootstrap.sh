@@ -3,7 +3,7 @@
 # environment in .venv, torch's CPU build first (a bare `torch` pulls several GB of CUDA), then
 # deploykit with every extra.
 #   bash scripts/bootstrap.sh          # to run deploykit
-#   bash scripts/bootstrap.sh --test   # also what the test suites start for real (sshd, chromium, wrk)
+#   bash scripts/bootstrap.sh --test   # also what the test suites and benchmarks start for real (sshd, chromium, wrk, hey)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,7 @@ if [ "$want_test" = 1 ]; then
   command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || apt_pkgs+=(openssh-server)
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
   command -v wrk >/dev/null || apt_pkgs+=(wrk)
+  command -v hey >/dev/null || apt_pkgs+=(hey)  # benchmarks/open_loop_fidelity.py: an independent rate-limited client
   command -v curl >/dev/null || apt_pkgs+=(curl)  # the KServe v1 test calls the server with curl
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ]; then

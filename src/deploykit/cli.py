@@ -235,6 +235,7 @@ def data_where_cmd(
 
 
 # -- subcommands: each lives next to the code it drives and keeps heavy imports inside its body.
+from deploykit.bench.ab_command import bench_ab_cmd  # noqa: E402
 from deploykit.bench.command import bench_cmd  # noqa: E402
 from deploykit.bench.loadtest import register as register_loadtest  # noqa: E402
 from deploykit.compare.command import compare_training_cmd  # noqa: E402
@@ -244,6 +245,7 @@ from deploykit.serving.command import serve_cmd  # noqa: E402
 
 app.command("serve")(serve_cmd)
 app.command("bench")(bench_cmd)
+app.command("bench-ab")(bench_ab_cmd)
 register_loadtest(app)  # loadtest, loadtest-worker
 app.command("report")(report_cmd)
 app.command("compare-training")(compare_training_cmd)

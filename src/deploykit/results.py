@@ -29,6 +29,8 @@ __all__ = [
     "TrainingRun",
     "TrainingRecord",
     "ResultsFile",
+    "ABComparison",
+    "ABResultsFile",
     "machine_info",
     "read_results",
 ]
@@ -38,6 +40,13 @@ RESULTS_SCHEMA_VERSION = 1
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _FileModel(_Model):
+    def write(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+        return path
 
 
 class MachineInfo(_Model):
@@ -131,6 +140,10 @@ class LoadStep(_Model):
     latency: Optional[LatencyStats] = None
     server_time: Optional[LatencyStats] = Field(None, description="from the server's inference-time header")
     corrected: bool = Field(False, description="latency measured from each request's scheduled send time")
+    send_lag: Optional[LatencyStats] = Field(
+        None, description="open loop: sent − max(scheduled, connection free): the load generator's own lateness")
+    valid: bool = Field(True, description="false: the load generator could not keep the schedule; latency withheld")
+    invalid_reason: Optional[str] = Field(None, description="why the step is invalid, with the figures that decided it")
 
 
 class TrainingRun(_Model):
@@ -180,7 +193,7 @@ class TrainingRecord(_Model):
     extra: dict = Field(default_factory=dict, description="what the framework resolved, e.g. jit_compile")
 
 
-class ResultsFile(_Model):
+class ResultsFile(_FileModel):
     schema_version: int = RESULTS_SCHEMA_VERSION
     kind: Literal["bench", "loadtest", "edge-bench", "edge-check", "compare-training"]
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -194,10 +207,40 @@ class ResultsFile(_Model):
     url: Optional[str] = None
     manifests: list[str] = Field(default_factory=list, description="model folders the records came from")
 
-    def write(self, path: Union[str, Path]) -> Path:
-        path = Path(path)
-        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
-        return path
+
+class ABComparison(_Model):
+    """One configuration measured interleaved: baseline and candidate windows alternately (bench-ab)."""
+
+    format: str
+    batch: int
+    threads: Optional[int] = None
+    device: str = "cpu"
+    baseline_model: str
+    candidate_model: str
+    status: Literal["ok", "failed"]
+    reason: Optional[str] = None
+    verdict: Optional[Literal["regression", "improvement", "within noise"]] = None
+    ratio: Optional[float] = Field(None, description="candidate / baseline p50: median of the paired windows' ratios")
+    ratio_ci: Optional[list[float]] = Field(None, description="[low, high] 95 % interval of ratio: bootstrap over pairs")
+    rounds: Optional[int] = None
+    stop_reason: Optional[Literal["narrow", "max_rounds"]] = Field(
+        None, description="'narrow': the interval got within the target width; 'max_rounds': the bound came first")
+    window_s: Optional[float] = None
+    cpu: Optional[int] = Field(None, description="the one CPU both workers were pinned to (null: not pinned)")
+    baseline: dict = Field(default_factory=dict, description="python, runtime_version, window_p50s_us, latency")
+    candidate: dict = Field(default_factory=dict, description="python, runtime_version, window_p50s_us, latency")
+
+
+class ABResultsFile(_FileModel):
+    schema_version: int = RESULTS_SCHEMA_VERSION
+    kind: Literal["bench-ab"] = "bench-ab"
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    deploykit_version: str = __version__
+    machine: MachineInfo
+    rule: str = Field(description="how the verdict is decided")
+    settings: dict = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    comparisons: list[ABComparison] = Field(default_factory=list)
 
 
 def read_results(path: Union[str, Path]) -> ResultsFile:

@@ -141,6 +141,38 @@ def test_browser_renders_fixture_report_with_its_plots(tmp_path):
     _assert_renders(out, tmp_path)
 
 
+WIDTH_PROBE = """<script>
+window.addEventListener("load", function () {
+  var wide = Array.prototype.filter.call(document.querySelectorAll("table, figure, ul, p"), function (el) {
+    return el.getBoundingClientRect().right > window.innerWidth + 1;
+  }).map(function (el) { return el.tagName + " " + Math.round(el.getBoundingClientRect().right) + " " + (el.textContent || "").replace(/\s+/g, " ").slice(0, 80); });
+  var out = document.createElement("pre");
+  out.id = "deploykit-probe";
+  out.textContent = JSON.stringify({inner: window.innerWidth, scroll: document.documentElement.scrollWidth, wide: wide});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_report_fits_1280_px_without_horizontal_overflow(tmp_path):
+    """Issue #10: the "All measurements" table overflowed a 1400 px page. At 1280 px wide, no table,
+    figure or text may reach past the window (tables wrap their cells), and the page does not scroll sideways."""
+    out = tmp_path / "report.html"
+    assert main(["report", *(str(p) for p in sorted(FIXTURES.glob("*.json")) if "baseline" not in p.name),
+                 str(FIXTURES / "models" / "mnist"), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "Which one: recommendations" in html and "Pareto-optimal" in html
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", WIDTH_PROBE + "</body>"))
+    dom = _chromium(tmp_path, "--window-size=1280,900", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    start = dom.stdout.index('<pre id="deploykit-probe">') + len('<pre id="deploykit-probe">')
+    seen = json.loads(dom.stdout[start:dom.stdout.index("</pre>", start)].replace("&quot;", '"'))
+    assert seen["inner"] == 1280
+    assert seen["wide"] == [] and seen["scroll"] <= seen["inner"], seen
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
 def test_browser_renders_real_report_with_its_plots(real_reports, tmp_path):
     image = _assert_renders(real_reports / "report.html", tmp_path)

@@ -85,3 +85,46 @@ def test_open_loop_drain_counts_what_never_finished_as_errors():
     assert r.requests == 8 and r.errors == {UNFINISHED: 7}
     r.record(2 * MS, 2 * MS, 90 * MS, 200)  # a late answer after giving up changes nothing
     assert r.requests == 8 and r.latency.get_total_count() == 1
+
+
+def test_send_lag_is_recorded_apart_and_the_generators_part_left_out_of_the_corrected_latency():
+    r = StepRecorder("open")
+    r.begin(0)
+    # connection free, slot due at 1 ms, the generator sent at 1.3 ms (its own lag), answer at 2.3 ms
+    r.record(1 * MS, sent_ns=1 * MS + 300_000, done_ns=2 * MS + 300_000, status=200, ready_ns=1 * MS)
+    # slot due at 2 ms, every connection busy until 5 ms (the server's fault), sent at 5.1 ms
+    r.record(2 * MS, sent_ns=5 * MS + 100_000, done_ns=6 * MS + 100_000, status=200, ready_ns=5 * MS)
+    r.end(10 * MS)
+    snap = r.snapshot()
+    lag, own = _stats(snap["send_lag"]), _stats(snap["own_lag"])
+    assert (lag.min_us, lag.max_us) == (pytest.approx(300, rel=1e-2), pytest.approx(3100, rel=1e-2))
+    assert (own.min_us, own.max_us) == (pytest.approx(100, rel=1e-2), pytest.approx(300, rel=1e-2))
+    lat = _stats(snap["latency"])
+    # 1st: 1 ms send → answer; 2nd: 3 ms waiting for a connection + 1 ms send → answer
+    assert (lat.min_us, lat.max_us) == (pytest.approx(1000, rel=1e-3), pytest.approx(4000, rel=1e-3))
+
+
+def test_load_stats_withhold_tails_by_the_bench_rule():
+    h = load_hdr.new_histogram()
+    for v in range(1, 151):
+        h.record_value(v)
+    s = load_hdr.latency_stats(h)
+    assert s.p50_us and s.p90_us and s.p99_us is None and s.p999_us is None
+    assert s.withheld == {"p99_us": "too few samples: 150 < 1,000", "p999_us": "too few samples: 150 < 10,000"}
+
+
+def test_open_step_is_invalid_when_arrivals_bunch_and_says_whose_lateness():
+    from deploykit.bench.loadtest import open_step_invalid_reason
+    from deploykit.results import LatencyStats
+
+    def lag(p50, p90):
+        return LatencyStats(samples=1000, p50_us=p50, p90_us=p90, mean_us=p50, std_us=0, min_us=1, max_us=p90)
+
+    assert open_step_invalid_reason(lag(40, 300), lag(40, 300), 500, 64) is None  # 2 ms apart: jitter, not bunching
+    why = open_step_invalid_reason(lag(40, 2500), lag(30, 2400), 500, 64)
+    assert "send lag p90 2,500 µs exceeds the 2,000 µs between arrivals at 500/s" in why
+    assert "the generator itself was late" in why
+    why = open_step_invalid_reason(lag(1500, 90_000), lag(20, 60), 500, 2)
+    assert "all 2 connections were busy" in why
+    assert "p50" in open_step_invalid_reason(lag(1500, 1900), None, 500, 64)  # late all the time
+    assert open_step_invalid_reason(None, None, 500, 64) is None

@@ -192,3 +192,20 @@ def test_write_report_by_extension(report, tmp_path):
 def test_unknown_extension_is_a_usage_error(name):
     with pytest.raises(UsageError, match="unknown extension"):
         output_format(Path(name))
+
+
+def test_invalid_load_step_and_withheld_tails_render_as_such(tmp_path):
+    from deploykit.results import read_results
+
+    res = read_results(FIXTURES / "loadtest.json")
+    first, second = res.steps[0], res.steps[1]
+    first.latency, first.valid, first.invalid_reason = None, False, "load generator could not keep the schedule"
+    second.latency = second.latency.model_copy(update={"p99_us": None, "p999_us": None, "withheld": {
+        "p99_us": "too few samples: 600 < 1,000", "p999_us": "too few samples: 600 < 10,000"}})
+    path = res.write(tmp_path / "lt.json")
+    report = build_report(load_inputs([path]))
+    plots = make_plots(report)  # a withheld p99 is left out of the load plot, not drawn as a number
+    html, md = render_html(report, plots), render_markdown(report)
+    for text in (html, md):
+        assert "invalid" in text and "load generator could not keep the schedule" in text
+        assert "too few samples" in text

@@ -11,8 +11,8 @@ from deploykit.report.schema_doc import SCHEMAS, schema_blocks
 from deploykit import results
 
 DOC = Path(__file__).parents[2] / "docs" / "results-schema.md"
-MODELS = [results.ResultsFile, results.MachineInfo, results.BenchRecord, results.LatencyStats, results.LoadStep,
-          results.TrainingRecord, results.TrainingRun,
+MODELS = [results.ResultsFile, results.ABResultsFile, results.ABComparison, results.MachineInfo, results.BenchRecord,
+          results.LatencyStats, results.LoadStep, results.TrainingRecord, results.TrainingRun,
           report_schema.Report, report_schema.Source, report_schema.LatencyRow, report_schema.Compat,
           report_schema.LoadRow, report_schema.FrameworkRow, report_schema.TrainingRow, report_schema.ArtifactRow, report_schema.TrainRun,
           report_schema.BaselineSummary, report_schema.BaselineDiff]

@@ -12,6 +12,7 @@ from typing import Iterable, Optional
 
 from hdrh.histogram import HdrHistogram
 
+from deploykit.bench.protocol import min_samples
 from deploykit.results import LatencyStats
 
 __all__ = ["LOWEST_US", "HIGHEST_US", "new_histogram", "encode", "decode", "merge", "latency_stats"]
@@ -43,13 +44,24 @@ def merge(encoded: Iterable[str]) -> HdrHistogram:
 
 
 def latency_stats(hist: HdrHistogram) -> Optional[LatencyStats]:
-    """Percentiles, mean and spread in µs; None for an empty histogram (nothing to describe)."""
+    """Percentiles, mean and spread in µs; None for an empty histogram (nothing to describe).
+    A tail percentile with too few samples behind it is withheld by the same rule as `bench`
+    (`protocol.min_samples`: p90 needs 100, p99 1,000, p99.9 10,000)."""
     n = hist.get_total_count()
     if n == 0:
         return None
-    p = hist.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
+    qs = {"p50_us": 50.0, "p90_us": 90.0, "p99_us": 99.0, "p999_us": 99.9}
+    p = hist.get_percentile_to_value_dict(list(qs.values()))
+    figures, withheld = {}, {}
+    for name, q in qs.items():
+        need = min_samples(q)
+        if q <= 50 or n >= need:
+            figures[name] = float(p[q])
+        else:
+            figures[name] = None
+            withheld[name] = f"too few samples: {n:,} < {need:,}"
     return LatencyStats(
-        samples=n, p50_us=float(p[50.0]), p90_us=float(p[90.0]), p99_us=float(p[99.0]), p999_us=float(p[99.9]),
+        samples=n, **figures, withheld=withheld,
         mean_us=round(float(hist.get_mean_value()), 2), std_us=round(float(hist.get_stddev()), 2),
         min_us=float(hist.get_min_value()), max_us=float(hist.get_max_value()),
     )

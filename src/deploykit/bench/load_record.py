@@ -11,6 +11,12 @@ Pure Python (no gevent, no Locust), so its rules are unit-tested on their own:
   from their actual send (the "uncorrected" histogram), which is what a closed-loop tool reports.
   After the window closes, requests scheduled inside it may still finish (drain); those that do not
   finish in time are counted as errors ("unfinished"), never dropped.
+- Open loop, keeping the schedule: every send in the window records its send lag (sent − scheduled)
+  and its own lag (sent − max(scheduled, connection free): the generator's timer and CPU). The own
+  lag is left out of the corrected latency (it is not the server's); the wait for a free connection
+  stays in (queueing behind slow answers). A send lag that bunches the arrivals — every connection
+  busy, or a generator short of CPU — means the server was not offered the schedule the step names:
+  the step is invalid (loadtest.open_step_invalid_reason).
 - Only successful answers (HTTP status < 400) enter the latency histograms; errors are counted by
   status code, or by the exception's name when no answer came.
 """
@@ -94,6 +100,9 @@ class StepRecorder:
         self.latency = load_hdr.new_histogram()
         self.uncorrected = load_hdr.new_histogram()
         self.server = load_hdr.new_histogram()
+        self.send_lag = load_hdr.new_histogram()  # open loop: sent − scheduled, for sends in the window
+        self.own_lag = load_hdr.new_histogram()  # open loop: sent − max(scheduled, connection free): the generator's part
+        self.timer: Optional[str] = None  # open loop: how the dispatcher waited ("timerfd", "gevent.sleep")
         self.errors: Counter = Counter()
         self.requests = 0
         self.completed_in_window = 0
@@ -116,8 +125,14 @@ class StepRecorder:
             self.in_flight_in_window += 1
 
     def record(self, intended_ns: Optional[int], sent_ns: int, done_ns: int, status: int,
-               error: Optional[str] = None, server_us: Optional[float] = None) -> None:
-        """One finished request. `intended_ns` is its scheduled send time (open loop) or None (closed)."""
+               error: Optional[str] = None, server_us: Optional[float] = None,
+               ready_ns: Optional[int] = None) -> None:
+        """One finished request. `intended_ns` is its scheduled send time (open loop) or None (closed);
+        `ready_ns` (open loop) when it could have been sent: scheduled and a connection free.
+        Recorded for every send inside the window: send lag = sent − scheduled (how late the schedule
+        was kept, for whatever reason) and own lag = sent − ready (the generator's own part: its timer
+        and CPU). The own lag is taken out of the corrected latency, which is then the wait for a free
+        connection + send → answer: (ready − scheduled) + (answer − sent)."""
         if self.final:
             return
         if self._in_window(done_ns):
@@ -130,6 +145,10 @@ class StepRecorder:
                 self.in_flight_in_window -= 1
         else:
             counted = self._in_window(done_ns)
+        if ready_ns is not None and self._in_window(sent_ns):
+            # every send in the window, whenever it was scheduled: a backlog sent late is lateness too
+            self.send_lag.record_value(_us(max(sent_ns - intended_ns, 0)))
+            self.own_lag.record_value(_us(max(sent_ns - ready_ns, 0)))
         if not counted:
             return
         self.requests += 1
@@ -137,6 +156,10 @@ class StepRecorder:
             self.errors[str(status) if status else (error or "no answer")] += 1
             return
         start = intended_ns if self.mode == "open" else sent_ns
+        if ready_ns is not None:
+            # the generator's own lag is not the server's: what remains is the wait for a free
+            # connection (queueing behind slow answers, the coordinated-omission part) + send → answer
+            start += sent_ns - ready_ns
         self.latency.record_value(_us(done_ns - start))
         if self.mode == "open":
             self.uncorrected.record_value(_us(done_ns - sent_ns))
@@ -167,6 +190,9 @@ class StepRecorder:
             "latency": load_hdr.encode(self.latency),
             "uncorrected": load_hdr.encode(self.uncorrected) if self.mode == "open" else None,
             "server": load_hdr.encode(self.server),
+            "send_lag": load_hdr.encode(self.send_lag) if self.mode == "open" else None,
+            "own_lag": load_hdr.encode(self.own_lag) if self.mode == "open" else None,
+            "timer": self.timer,
         }
 
 

@@ -10,8 +10,11 @@ Locust custom messages in distributed mode: configure → (Locust spawns the use
 - Closed loop: each user is one connection sending its next request as soon as the last answer
   arrives (no think time).
 - Open loop: one dispatcher greenlet per process releases request slots at their scheduled times into
-  a queue; free users take them. When every user is busy (a stalled server), slots wait in the queue
-  and are sent late; each is timed from its scheduled time, so the stall shows in the latency.
+  a queue (waiting on a timer, load_timer, never spinning); free users take them. When every user is
+  busy (a stalled server), slots wait in the queue and are sent late; each is timed from its scheduled
+  time, so the stall shows in the latency. The generator's own lateness — from the moment a slot was
+  due and a connection was free until it was sent — is recorded apart (send lag): that part is the
+  load tester's fault, not the server's, and a step where it is large is marked invalid.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from locust import FastHttpUser, constant, task
 
 from deploykit.bench.load_client import RawConnection, encode_request
 from deploykit.bench.load_record import ArrivalSchedule, StepRecorder
+from deploykit.bench.load_timer import PreciseSleeper
 
 __all__ = ["LoadUser", "LoadProcess", "RequestConfig", "PROCESS", "MESSAGES"]
 
 # Custom Locust message types (master ↔ workers).
 MESSAGES = {"step": "dk_step", "go": "dk_go", "begin": "dk_begin", "end": "dk_end", "result": "dk_result"}
 _IDLE_S = 0.05  # how often an idle user looks for work (between steps)
-_SPIN_NS = 2_000_000
 _now = time.perf_counter_ns
 
 
@@ -148,30 +151,24 @@ def _cpu_seconds() -> float:
 
 
 def _dispatch(step: _Step) -> None:
-    """Release each slot into the queue at its scheduled time (late slots at once: catching up)."""
+    """Release each slot into the queue at its scheduled time (late slots at once: catching up).
+    The wait is a timer (load_timer), not a spin: the generator must not measure its own busy-waiting."""
     schedule = step.schedule
-    while step.active and _now() < step.hard_stop_ns:
-        t = schedule.peek()
-        if t is None:
-            return
-        _sleep_until(t)
-        t = schedule.next_slot()  # None if the window closed while we slept
-        if t is None:
-            return
-        step.recorder.slot_taken(t)
-        step.queue.put(t)
-
-
-def _sleep_until(t_ns: int) -> None:
-    """Wake at t_ns to within microseconds. gevent's timers wake up to ~1 ms late (epoll's timeout is
-    in whole ms), which would add up to 1 ms to every open-loop latency; so sleep coarsely to 2 ms
-    before, then yield to the other greenlets (users keep sending and receiving) until the time comes.
-    The cost is CPU time while waiting: pin the load generator to its own core (--cpu-affinity)."""
-    coarse = t_ns - _SPIN_NS - _now()
-    if coarse > 0:
-        gevent.sleep(coarse / 1e9)
-    while _now() < t_ns:
-        gevent.sleep(0)
+    sleeper = PreciseSleeper()
+    step.recorder.timer = sleeper.kind
+    try:
+        while step.active and _now() < step.hard_stop_ns:
+            t = schedule.peek()
+            if t is None:
+                return
+            sleeper.sleep_until(t)
+            t = schedule.next_slot()  # None if the window closed while we slept
+            if t is None:
+                return
+            step.recorder.slot_taken(t)
+            step.queue.put(t)
+    finally:
+        sleeper.close()
 
 
 class LoadUser(FastHttpUser):
@@ -202,12 +199,15 @@ class LoadUser(FastHttpUser):
             gevent.sleep(_IDLE_S)
             return
         while PROCESS.step is step and step.active and _now() < step.hard_stop_ns:
-            intended = None
+            intended = ready = None
             if step.mode == "open":
+                free_since = _now()
                 try:
                     intended = step.queue.get(timeout=_IDLE_S)
                 except Empty:
                     continue
+                # from when the slot was due and this connection free: any later send is the generator's lag
+                ready = max(intended, free_since)
             self._n += 1
             if req.client == "raw":
                 status, error, raw_header, sent, done = self._send_raw(req)
@@ -219,7 +219,7 @@ class LoadUser(FastHttpUser):
                     server_us = float(raw_header)
                 except ValueError:
                     server_us = None
-            step.recorder.record(intended, sent, done, status, error, server_us)
+            step.recorder.record(intended, sent, done, status, error, server_us, ready_ns=ready)
             if not self._n & 63:
                 gevent.sleep(0)
 

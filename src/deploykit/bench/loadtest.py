@@ -47,7 +47,7 @@ from deploykit.bench.load_spec import (
 from deploykit.errors import DeployKitError, UsageError
 from deploykit.results import LoadStep, ResultsFile
 
-__all__ = ["LoadTestError", "LoadRun", "build_spec", "run_loadtest", "to_results", "steps_table",
+__all__ = ["LoadTestError", "LoadRun", "build_spec", "run_loadtest", "to_results", "steps_table", "open_step_invalid_reason",
            "loadtest_cmd", "loadtest_worker_cmd", "register"]
 
 _ENGINE = [sys.executable, "-m", "deploykit.bench.load_engine"]
@@ -191,8 +191,36 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _fmt_us(us: float) -> str:
+def _fmt_us(us: Optional[float]) -> str:
+    if us is None:
+        return "too few samples"
     return f"{us:,.0f} µs" if us < 10_000 else f"{us / 1000:,.1f} ms"
+
+
+def open_step_invalid_reason(lag, own_lag, rate_rps: float, connections: int) -> Optional[str]:
+    """Why an open-loop step did not offer the server the schedule it names, or None when it did.
+
+    `lag`: sent − scheduled for the sends in the window; `own_lag`: the generator's own part of it
+    (sent − max(scheduled, connection free)). Sent later than the gap between two arrivals, requests
+    bunch and the server sees another load: invalid when the lag's p90 exceeds one interval
+    (1 / rate), or its p50 half of one (late all the time). The reason says whose lateness it was:
+    the generator's own (timer, CPU), or every connection busy (the server fell behind the rate, or
+    too few --connections). Either way the latency would describe a load that was not sent."""
+    if lag is None or rate_rps <= 0:
+        return None
+    interval_us = 1e6 / rate_rps
+    late_p90 = lag.p90_us is not None and lag.p90_us > interval_us
+    if not (late_p90 or lag.p50_us > 0.5 * interval_us):
+        return None
+    worst, q = (lag.p90_us, "p90") if late_p90 else (lag.p50_us, "p50")
+    own = getattr(own_lag, f"{q}_us") if own_lag is not None else None
+    if own is not None and own >= 0.5 * worst:
+        whose = f"the generator itself was late (own lag {q} {_fmt_us(own)}: timer or CPU; add --workers and cores)"
+    else:
+        whose = (f"all {connections} connections were busy when requests were due (the server fell behind "
+                 f"{rate_rps:g}/s, or too few --connections)")
+    return (f"load generator could not keep the schedule: send lag {q} {_fmt_us(worst)} exceeds the "
+            f"{_fmt_us(interval_us)} between arrivals at {rate_rps:g}/s; {whose}; latency withheld")
 
 
 def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
@@ -206,17 +234,31 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
         step = StepSpec.model_validate(s["step"])
         latency = load_hdr.latency_stats(load_hdr.decode(s["latency"])) if s["latency"] else None
         server = load_hdr.latency_stats(load_hdr.decode(s["server"])) if s["server"] else None
+        lag = load_hdr.latency_stats(load_hdr.decode(s["send_lag"])) if s.get("send_lag") else None
+        own = load_hdr.latency_stats(load_hdr.decode(s["own_lag"])) if s.get("own_lag") else None
+        invalid = None
+        if step.mode == "open":
+            invalid = open_step_invalid_reason(lag, own, step.rate_rps, step.users)
+            if lag is None and s["requests"]:
+                invalid = "load generator sent nothing in the measured window (a backlog from the warm-up); latency withheld"
         errors = sum(s["errors_by_status"].values())
         steps.append(LoadStep(
             mode=step.mode, concurrency=step.users, rate_rps=step.rate_rps, arrival=step.arrival,
             duration_s=round(s["window_s"], 3), warmup_s=spec.warmup_s, requests=s["requests"], errors=errors,
-            errors_by_status=s["errors_by_status"], throughput_rps=round(s["throughput_rps"], 2), latency=latency,
-            server_time=server, corrected=step.mode == "open",
+            errors_by_status=s["errors_by_status"], throughput_rps=round(s["throughput_rps"], 2),
+            latency=None if invalid else latency, server_time=server, corrected=step.mode == "open",
+            send_lag=lag, valid=invalid is None, invalid_reason=invalid,
         ))
         where = f"step {i + 1} ({step.label()})"
-        if step.mode == "open" and s.get("uncorrected") and latency is not None:
+        if invalid:
+            notes.append(f"{where}: INVALID, {invalid}")
+        if step.mode == "open" and lag is not None and not invalid:
+            notes.append(f"{where}: schedule kept: send lag p50 {_fmt_us(lag.p50_us)}, p90 {_fmt_us(lag.p90_us)}; the "
+                         f"generator's own part (p50 {_fmt_us(own.p50_us if own else None)}, timer: "
+                         f"{', '.join(s.get('timers') or ['?'])}) is left out of the corrected latency")
+        if step.mode == "open" and s.get("uncorrected") and latency is not None and not invalid:
             unc = load_hdr.latency_stats(load_hdr.decode(s["uncorrected"]))
-            notes.append(f"{where}: p50/p99 from the scheduled send time (corrected) {_fmt_us(latency.p50_us)} / "
+            notes.append(f"{where}: p50/p99 corrected (from the scheduled send, less the generator's own lag) {_fmt_us(latency.p50_us)} / "
                          f"{_fmt_us(latency.p99_us)}; from the actual send (uncorrected, what a closed-loop tool "
                          f"reports) {_fmt_us(unc.p50_us)} / {_fmt_us(unc.p99_us)}")
         ok = s["requests"] - errors
@@ -245,10 +287,13 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
 
 
 def _pinning_notes(spec: LoadSpec, raw: dict) -> list[str]:
+    """Pinning as recorded by the engine (its affinity), not as asked: a generator started under taskset
+    is pinned though --cpu-affinity was not given."""
     cores = os.cpu_count() or 1
-    if spec.cpu_affinity:
-        line = (f"load generator pinned to CPU(s) {','.join(map(str, spec.cpu_affinity))} of {cores} "
-                "(os.sched_setaffinity in the engine process; local workers inherit it); deploykit does not pin "
+    pinned = raw.get("affinity") if raw.get("affinity") and len(raw["affinity"]) < cores else None
+    if pinned:
+        line = (f"load generator pinned to CPU(s) {','.join(map(str, pinned))} of {cores} "
+                "(the engine process's affinity as recorded; local workers inherit it); deploykit does not pin "
                 "the server: pin it to other cores (taskset -c ...) so the two do not compete")
     else:
         line = (f"load generator not pinned (may run on any of {cores} cores): a server on this machine competes "
@@ -271,10 +316,13 @@ def steps_table(results: ResultsFile):
     for st in results.steps:
         lat, srv = st.latency, st.server_time
         step = f"closed c={st.concurrency}" if st.mode == "closed" else f"open* {st.rate_rps:g}/s"
+        if not st.valid:
+            step += " [red]invalid[/red]"
         errs = ", ".join(f"{k}: {v}" for k, v in sorted(st.errors_by_status.items())) or "0"
         table.add_row(
             step, f"{st.requests:,}", f"[red]{errs}[/red]" if st.errors else errs, f"{st.throughput_rps:,.1f}",
-            *((f"{v / 1000:,.3f}" for v in (lat.p50_us, lat.p90_us, lat.p99_us, lat.p999_us)) if lat else ["—"] * 4),
+            *((f"{v / 1000:,.3f}" if v is not None else "few samples" for v in (lat.p50_us, lat.p90_us, lat.p99_us, lat.p999_us))
+              if lat else ["—"] * 4),
             f"{srv.p50_us / 1000:,.3f}" if srv else "—",
         )
     return table

@@ -16,6 +16,10 @@ API
     Index of the first window of the longest trailing run of agreeing windows (None: fewer than three).
 ``p50_interval(windows) -> (lo, hi)``
     95 % interval of p50 from a bootstrap over windows.
+``time_window(timed, window_ns, ...) -> (ns array, wall ns)``
+    One measurement window, call by call (what ``measure`` and the interleaved A/B worker both run).
+``paired_ratio(base_p50s, cand_p50s) -> (ratio, lo, hi)``
+    Interleaved A/B: candidate/baseline p50 ratio from paired windows, with a 95 % bootstrap interval.
 ``first_call(fn, sync=None) -> (result, ms)``
     Time one call (a cold start: loading an artifact, or the first inference after loading).
 ``peak_rss_bytes()`` / ``current_rss_bytes()``
@@ -78,6 +82,8 @@ __all__ = [
     "windows_agree",
     "steady_start",
     "p50_interval",
+    "time_window",
+    "paired_ratio",
     "min_samples",
     "first_call",
     "peak_rss_bytes",
@@ -194,6 +200,46 @@ def _clock_overhead_ns(clock: Clock, n: int = 1000) -> float:
     return float(np.median(deltas))
 
 
+def time_window(timed: Callable[[], object], window_ns: int, min_calls: int = 10, max_calls: int = 100_000,
+                clock: Clock = time.perf_counter_ns) -> tuple[np.ndarray, int]:
+    """One measurement window: time `timed()` call by call for `window_ns` (between `min_calls` and
+    `max_calls` calls); returns (per-call nanoseconds, the window's wall time in ns)."""
+    times: list[int] = []
+    w_start = clock()
+    while True:
+        t0 = clock()
+        timed()
+        t1 = clock()
+        times.append(t1 - t0)
+        n = len(times)
+        if n >= max_calls or (n >= min_calls and t1 - w_start >= window_ns):
+            break
+    return np.asarray(times, dtype=np.int64), clock() - w_start
+
+
+def paired_ratio(base_p50s, cand_p50s, *, level: float = 0.95, resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Interleaved A/B: (ratio, low, high) of candidate / baseline p50 from paired windows.
+
+    Pair i is baseline window i and candidate window i, run back to back (ABBA order), so both saw the
+    same machine state; the ratio is the median of the pairs' ratios and its 95 % interval a bootstrap
+    over pairs. Why pairs: a neighbour's burst or a frequency step moves both windows of a pair
+    alike and cancels in their ratio, where two runs minutes apart differed by −31 % to +77 %."""
+    a = np.asarray(base_p50s, dtype=np.float64)
+    b = np.asarray(cand_p50s, dtype=np.float64)
+    if a.size != b.size or a.size == 0 or (a <= 0).any():
+        raise ValueError("paired_ratio needs equally many positive window medians on each side")
+    r = np.log(b / a)
+    point = float(np.exp(np.median(r)))
+    if r.size == 1:
+        return point, point, point
+    rng = np.random.default_rng(seed)
+    stats = np.median(r[rng.integers(0, r.size, size=(resamples, r.size))], axis=1)
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.exp(np.percentile(stats, [tail, 100 - tail]))
+    return point, float(lo), float(hi)
+
+
 def measure(
     call: Callable[[], object],
     *,
@@ -259,20 +305,10 @@ def measure(
     measured_ns = 0
     stop_reason = "max_windows"
     while len(windows) < max_windows:
-        times: list[int] = []
-        w_start = clock()
-        while True:
-            t0 = clock()
-            timed()
-            t1 = clock()
-            times.append(t1 - t0)
-            n = len(times)
-            if n >= max_window_calls or (n >= min_window_calls and t1 - w_start >= window_ns):
-                break
-        w_ns = clock() - w_start
+        times, w_ns = time_window(timed, window_ns, min_window_calls, max_window_calls, clock)
         measured_ns += w_ns
         window_ns_used.append(w_ns)
-        windows.append(np.asarray(times, dtype=np.int64))
+        windows.append(times)
         p50s.append(float(np.median(windows[-1])) / 1e3)
         start_i = steady_start(p50s, tolerance)
         # min_time_s counts only the steady windows: the figures come from them alone

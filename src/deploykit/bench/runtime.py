@@ -26,6 +26,7 @@ this machine), which `fastest_format` reads — `deploykit serve --format auto` 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -53,6 +54,8 @@ __all__ = [
     "parse_int_list",
     "resolve_model_dirs",
     "plan_jobs",
+    "PreparedCall",
+    "prepared_call",
     "measure_artifact",
     "run_bench",
     "write_model_bench_files",
@@ -235,11 +238,27 @@ def _canonical_input(model_dir: Path, manifest: ModelManifest, entry: ArtifactEn
     return np.concatenate([x] * reps)[:batch] if reps > 1 else x[:batch], source
 
 
-def measure_artifact(job: BenchJob, *, isolation: str = "in process",
-                     process_start_ms: Optional[float] = None) -> BenchRecord:
-    """Load one artifact and measure it (what each worker process runs). Raises DeployKitError for
-    an artifact that cannot be measured here (RuntimeUnavailable: the device or runtime is missing).
-    `isolation` is recorded: "fresh process" from the worker, "in process" when called directly."""
+@dataclass
+class PreparedCall:
+    """An artifact loaded and ready to time: the call, and the cold-start steps it took to get here."""
+
+    call: object
+    sync: Optional[object]
+    runtime_version: Optional[str]
+    import_ms: float
+    load_ms: float
+    first_inference_ms: float
+    input_source: str
+    chunks: Optional[str]
+    rss_start_bytes: Optional[int]
+    rss_before_load_bytes: Optional[int]
+
+
+@contextlib.contextmanager
+def prepared_call(job: BenchJob):
+    """Import the runtime, load the artifact, make the first call: yields a PreparedCall whose `call`
+    runs the artifact once on `job.batch` samples (what `bench` and `bench-ab` both time). Raises
+    RuntimeUnavailable where the device or runtime is missing here."""
     from deploykit.runtimes import get_runtime, load_artifact
     from deploykit.runtimes.base import to_input
 
@@ -270,21 +289,35 @@ def measure_artifact(job: BenchJob, *, isolation: str = "in process",
         # GPU runtimes: wait for the device inside the timed region (run() copies to host already; this
         # keeps the figure right for any runtime whose run() returns early). On CPU it is a no-op.
         sync = predictor.synchronize if job.device != "cpu" else None
-        out, first_ms = protocol.first_call(call, sync=sync)
-        m = protocol.measure(call, warmup_s=job.warmup_s, min_time_s=job.min_time_s, window_s=job.window_s,
-                             max_windows=job.max_windows, tolerance=job.tolerance, sync=sync,
+        _, first_ms = protocol.first_call(call, sync=sync)
+        yield PreparedCall(call=call, sync=sync, runtime_version=runtime.version(), import_ms=import_ms,
+                           load_ms=load_ms, first_inference_ms=first_ms, input_source=source,
+                           chunks=f"{len(chunks)} runs of the artifact's fixed batch {step}" if step else None,
+                           rss_start_bytes=rss_start, rss_before_load_bytes=rss_before_load)
+
+
+def measure_artifact(job: BenchJob, *, isolation: str = "in process",
+                     process_start_ms: Optional[float] = None) -> BenchRecord:
+    """Load one artifact and measure it (what each worker process runs). Raises DeployKitError for
+    an artifact that cannot be measured here (RuntimeUnavailable: the device or runtime is missing).
+    `isolation` is recorded: "fresh process" from the worker, "in process" when called directly."""
+    with prepared_call(job) as p:
+        m = protocol.measure(p.call, warmup_s=job.warmup_s, min_time_s=job.min_time_s, window_s=job.window_s,
+                             max_windows=job.max_windows, tolerance=job.tolerance, sync=p.sync,
                              max_time_s=job.max_time_s)
+    manifest = ModelManifest.read(job.model_dir)
+    entry = manifest.artifact(job.format)
     peak = protocol.peak_rss_bytes()
     extra = {k: m[k] for k in ("calls", "measured_s", "stop_reason", "window_calls", "warmup_calls", "clock",
                                "clock_overhead_us", "tolerance", "min_time_s", "protocol_version")}
-    extra.update(input=source, rss_start_bytes=rss_start, rss_before_load_bytes=rss_before_load,
-                 isolation=isolation)
-    if step:
-        extra["chunks"] = f"{len(chunks)} runs of the artifact's fixed batch {step}"
+    extra.update(input=p.input_source, rss_start_bytes=p.rss_start_bytes,
+                 rss_before_load_bytes=p.rss_before_load_bytes, isolation=isolation)
+    if p.chunks:
+        extra["chunks"] = p.chunks
+    cold = (process_start_ms + p.import_ms + p.load_ms + p.first_inference_ms) if process_start_ms is not None else None
     return BenchRecord(**_base_record(
-        manifest, entry, job, status="ok", runtime_version=runtime.version(), process_start_ms=process_start_ms,
-        import_ms=import_ms, load_ms=load_ms, first_inference_ms=first_ms,
-        cold_start_ms=(process_start_ms + import_ms + load_ms + first_ms) if process_start_ms is not None else None,
+        manifest, entry, job, status="ok", runtime_version=p.runtime_version, process_start_ms=process_start_ms,
+        import_ms=p.import_ms, load_ms=p.load_ms, first_inference_ms=p.first_inference_ms, cold_start_ms=cold,
         latency=m["latency"], figure_windows=m["figure_windows"], throughput_sps=job.batch * m["calls_per_s"],
         peak_rss_bytes=peak, warmup_s=m["warmup_s"], window_s=m["window_s"], windows=m["windows"],
         window_p50s_us=m["window_p50s_us"], stable=m["stable"], extra=extra))
@@ -448,9 +481,10 @@ def fastest_format(model_dir: Path | str, *, target: str = "cpu", batch: int = 1
     passed = {a.format for a in ModelManifest.read(model_dir).passed}
     candidates = [r for r in read_results(path).records
                   if r.status == "ok" and r.target == target and r.batch == batch and r.format in passed and r.latency]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda r: r.latency.p50_us).format
+    from deploykit.fastest import fastest_group
+
+    group = fastest_group(candidates)
+    return group[0].format if group else None
 
 
 if __name__ == "__main__":

@@ -39,9 +39,12 @@ def bench_table(results: ResultsFile, title: str = "bench"):
 
     from deploykit.console import human_bytes
 
+    from deploykit.fastest import TIE_RULE, speed_marks
+
     table = Table(title=title, title_justify="left",
-                  caption="cold start ms = process start + runtime import + load + 1st call; p50 (95 % interval)",
-                  caption_justify="left")
+                  caption="cold start ms = process start + runtime import + load + 1st call; p50 (95 % interval); "
+                          f"{TIE_RULE}", caption_justify="left")
+    marks = speed_marks(results.records)
     cols = ("model", "format", "batch", "thr", "start ms", "import ms", "load ms", "1st ms", "cold ms",
             "p50 µs (95 % CI)", "p99 µs", "samples/s", "peak RSS", "size", "accuracy", "status")
     for col in cols:
@@ -62,7 +65,7 @@ def bench_table(results: ResultsFile, title: str = "bench"):
             human_bytes(r.peak_rss_bytes) if r.peak_rss_bytes else "—",
             human_bytes(r.artifact_bytes) if r.artifact_bytes else "—",
             f"{r.accuracy:.2%}" if r.accuracy is not None else "—",
-            status,
+            status + (f" [bold green]{marks[id(r)]}[/]" if id(r) in marks else ""),
         )
         last_model = r.model
     return table

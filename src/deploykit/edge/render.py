@@ -56,7 +56,10 @@ def bench_table(results: ResultsFile) -> Table:
     title = f"edge bench on {first.target if first else '?'}: {where} ({m.hostname})"
     if first is not None and first.emulated:
         title += f" — {first.label}"
-    table = Table(title=title, title_justify="left")
+    from deploykit.fastest import TIE_RULE, speed_marks
+
+    table = Table(title=title, title_justify="left", caption=TIE_RULE, caption_justify="left")
+    marks = speed_marks(results.records)
     for col in ("model", "format", "runtime", "thr", "batch", "load ms", "1st ms", "p50 µs", "p99 µs", "samples/s",
                 "peak RSS", "size", "top-1 agree", "verdict"):
         table.add_column(col, justify="left" if col in ("model", "format", "runtime", "verdict") else "right")
@@ -66,6 +69,8 @@ def bench_table(results: ResultsFile) -> Table:
         verdict = verdict_text(r.compat)
         if r.status == "ok" and r.stable is False:
             verdict += " [yellow](unstable)[/]"
+        if id(r) in marks:
+            verdict += f" [bold green]{marks[id(r)]}[/]"
         table.add_row(
             r.model if r.model != last else "", r.format, f"{r.runtime} {r.runtime_version or ''}".strip(),
             str(r.threads or "—"), str(r.batch), f"{r.load_ms:,.1f}" if r.load_ms is not None else "—",

@@ -22,14 +22,13 @@ from __future__ import annotations
 from typing import Optional
 from urllib.parse import urlsplit
 
+from deploykit.noise import NOISE_FLOOR, SEPARATION, classify, classify_intervals
 from deploykit.results import BenchRecord, LoadStep, ResultsFile
 from deploykit.report.schema import BaselineDiff, BaselineSummary, LatencyRow, LoadRow
 
 __all__ = ["NOISE_FLOOR", "SEPARATION", "NOISE_RULE", "window_spread", "noise_threshold", "classify",
            "classify_intervals", "compare_with_baseline"]
 
-NOISE_FLOOR = 0.10
-SEPARATION = 0.10
 NOISE_RULE = (
     "where both runs carry a 95 % interval of p50: regression only when the new low exceeds the old high by "
     "more than 10 % (improvement: the mirror); otherwise p50 change = new/old − 1 counts only beyond "
@@ -50,32 +49,6 @@ def window_spread(window_p50s_us: list[float]) -> Optional[float]:
 
 def noise_threshold(*spreads: Optional[float]) -> float:
     return max([NOISE_FLOOR, *(s for s in spreads if s is not None)])
-
-
-_EPS = 1e-9  # 110/100 − 1 is 0.10000000000000009 in floating point: exactly at the threshold is noise
-
-
-def classify(old_p50: float, new_p50: float, noise: float) -> tuple[float, str]:
-    change = new_p50 / old_p50 - 1.0
-    if change > noise + _EPS:
-        return change, "regression"
-    if change < -noise - _EPS:
-        return change, "improvement"
-    return change, "within noise"
-
-
-def classify_intervals(old_ci: list[float], new_ci: list[float],
-                       separation: float = SEPARATION) -> tuple[float, str]:
-    """(gap, verdict) from two p50 intervals [low, high]: gap = how far they separate (new low / old
-    high − 1 when slower, −(old low / new high − 1) when faster, 0 when they overlap)."""
-    (old_lo, old_hi), (new_lo, new_hi) = old_ci, new_ci
-    if new_lo > old_hi:
-        gap = new_lo / old_hi - 1.0
-        return gap, "regression" if gap > separation + _EPS else "within noise"
-    if new_hi < old_lo:
-        gap = old_lo / new_hi - 1.0
-        return -gap, "improvement" if gap > separation + _EPS else "within noise"
-    return 0.0, "within noise"
 
 
 def _bench_key(dataset, model, fmt, target, batch, threads) -> tuple:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deploykit.report.schema import LatencyRow, LoadRow, Report, TrainingRow
 
@@ -33,6 +33,7 @@ class Plot:
     title: str
     caption: str
     png: bytes
+    labels: list = field(default_factory=list)  # text written next to points (scatter: model/format per point)
 
     @property
     def data_uri(self) -> str:
@@ -137,7 +138,8 @@ def _load(steps: list[LoadRow]) -> Plot:
             ax_t.plot(xs, [s.throughput_rps for s in pts], "o-", color=c, label=f"{sid} {url}")
             lat = [(s.concurrency, s.latency) for s in pts if s.latency]
             ax_l.plot([x for x, _ in lat], [v.p50_us / 1000 for _, v in lat], "o-", color=c, label=f"{sid} client p50")
-            ax_l.plot([x for x, _ in lat], [v.p99_us / 1000 for _, v in lat], "s--", color=c, label=f"{sid} client p99")
+            tail = [(x, v) for x, v in lat if v.p99_us is not None]  # withheld: too few samples
+            ax_l.plot([x for x, _ in tail], [v.p99_us / 1000 for _, v in tail], "s--", color=c, label=f"{sid} client p99")
             srv = [(s.concurrency, s.server_time) for s in pts if s.server_time]
             if srv:
                 ax_l.plot([x for x, _ in srv], [v.p50_us / 1000 for _, v in srv], "^:", color=c,
@@ -166,7 +168,8 @@ def _load(steps: list[LoadRow]) -> Plot:
             c = colors[f"{sid} {url}"]
             xs = [s.rate_rps for s in pts]
             ax.plot(xs, [s.latency.p50_us / 1000 for s in pts], "o-", color=c, label=f"{sid} p50")
-            ax.plot(xs, [s.latency.p99_us / 1000 for s in pts], "s--", color=c, label=f"{sid} p99")
+            tail = [s for s in pts if s.latency.p99_us is not None]  # withheld: too few samples
+            ax.plot([s.rate_rps for s in tail], [s.latency.p99_us / 1000 for s in tail], "s--", color=c, label=f"{sid} p99")
         ax.set_xlabel("offered rate (requests/s, open loop)")
         ax.set_ylabel("latency from scheduled send (ms, log)")
         ax.set_yscale("log")
@@ -190,15 +193,22 @@ def _size_accuracy(rows: list[LatencyRow], colors: dict) -> Plot | None:
     ok = [r for r in ok if r.batch == batch]
     targets = sorted({_target_text(r) for r in ok})
     markers = {t: _MARKERS[i % len(_MARKERS)] for i, t in enumerate(targets)}
-    fig = _figure(11.0, 4.3)
+    fig = _figure(11.0, 5.0)
     ax_s, ax_a = fig.subplots(1, 2)
+    labels: list[str] = []
     for r in ok:
         kw = dict(color=colors[r.format], marker=markers[_target_text(r)], s=38, alpha=0.85, edgecolors="black",
                   linewidths=0.4)
+        label = f"{r.model}/{r.format}" + (f" @{_target_text(r)}" if len(targets) > 1 else "")
+        labels.append(label)
         if r.artifact_bytes:
             ax_s.scatter(r.artifact_bytes / 1000, r.latency.p50_us, **kw)
+            ax_s.annotate(label, (r.artifact_bytes / 1000, r.latency.p50_us), fontsize=6, xytext=(4, 2),
+                          textcoords="offset points", color="#333333")
         if r.accuracy is not None:
             ax_a.scatter(r.accuracy * 100, r.latency.p50_us, **kw)
+            ax_a.annotate(label, (r.accuracy * 100, r.latency.p50_us), fontsize=6, xytext=(4, 2),
+                          textcoords="offset points", color="#333333")
     ax_s.set_xscale("log")
     ax_s.set_yscale("log")
     for axis in (ax_s.xaxis, ax_s.yaxis, ax_a.yaxis):
@@ -218,9 +228,10 @@ def _size_accuracy(rows: list[LatencyRow], colors: dict) -> Plot | None:
     handles += [Line2D([], [], marker=markers[t], linestyle="", color="#555555", label=t) for t in targets]
     ax_a.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
                 title="colour: format · marker: target", title_fontsize=8)
-    caption = (f"Each point is one artifact on one target at batch {batch}: down and to the left is smaller and "
-               "faster; down and to the right is faster and more accurate. Size and accuracy come from the manifest.")
-    return Plot("size-accuracy", "Latency against size and accuracy", caption, _png(fig))
+    caption = (f"Each point is one artifact on one target at batch {batch}, labelled model/format: down and to the "
+               "left is smaller and faster; down and to the right is faster and more accurate. Size and accuracy come "
+               "from the manifest; the Pareto tables above list the points worth choosing.")
+    return Plot("size-accuracy", "Latency against size and accuracy", caption, _png(fig), labels)
 
 
 def _training(training: list[TrainingRow]) -> Plot | None:

@@ -18,7 +18,8 @@ from deploykit.manifest import atomic_write_text
 from deploykit.report.compare import report_json
 from deploykit.report.plots import Plot, make_plots
 from deploykit.report.schema import Report
-from deploykit.report import view
+from deploykit.fastest import TIE_RULE
+from deploykit.report import decide, view
 
 __all__ = ["OUTPUT_FORMATS", "output_format", "render_html", "render_markdown", "write_report"]
 
@@ -61,6 +62,7 @@ def _context(report: Report) -> dict:
         compat_rows=[r for r in report.rows if r.compat is not None],
         summary_columns=summary_columns, summary_batch=summary_batch, summaries=summaries,
         stage_tables=view.stage_tables(report),
+        recommendations=decide.recommendations(report), pareto=decide.pareto_tables(report), tie_rule=TIE_RULE,
         several_datasets=len({r.dataset for r in report.rows} | {t.dataset for t in report.training}) > 1,
     )
 

@@ -131,6 +131,9 @@ class LoadRow(_Model):
     latency: Optional[LatencyStats] = None
     server_time: Optional[LatencyStats] = None
     corrected: bool = False
+    send_lag: Optional[LatencyStats] = None
+    valid: bool = True
+    invalid_reason: Optional[str] = None
 
 
 class ArtifactRow(_Model):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from deploykit.console import human_bytes
+from deploykit.fastest import fastest_group, speed_marks
 from deploykit.report.schema import LatencyRow, Report, Source, TrainingRow, TrainRun
 
 __all__ = [
@@ -105,7 +106,8 @@ class Column:
 class Cell:
     text: str
     status: str  # ok | unstable | checked (verdict only) | unavailable | failed | empty
-    best: bool = False
+    best: bool = False  # fastest, or tied with it within noise (deploykit.fastest)
+    rank: Optional[str] = None  # "fastest" | "tied"
     p99: Optional[str] = None
     note: Optional[int] = None  # footnote number of the reason
     compat: Optional[str] = None
@@ -164,11 +166,7 @@ def pivots(report: Report) -> list[Pivot]:
         for r in rows:
             by_key.setdefault((r.dataset or "", r.model, r.format, tkey(r), column_of(r)), r)
         reasons: list[str] = []
-        best: dict[tuple, float] = {}
-        for r in rows:
-            if r.status == "ok" and r.latency:
-                k = (r.dataset or "", r.model, tkey(r), column_of(r))
-                best[k] = min(best.get(k, float("inf")), r.latency.p50_us)
+        marks = speed_marks(rows, key=lambda r: (r.dataset or "", r.model, tkey(r), column_of(r)))
         pivot_rows = []
         for ds, model, fmt, threads in keys:
             pr = PivotRow(ds or None, model, fmt, threads or None)
@@ -181,7 +179,7 @@ def pivots(report: Report) -> list[Pivot]:
                     if r.compat else {}
                 if r.status == "ok" and r.latency:
                     pr.cells.append(Cell(fmt_us(r.latency.p50_us), "ok" if r.stable is not False else "unstable",
-                                         best=r.latency.p50_us == best[(ds, model, threads, col)],
+                                         best=id(r) in marks, rank=marks.get(id(r)),
                                          p99=fmt_tail(r.latency, "p99_us"), **compat))
                 elif r.status == "ok":  # an edge check: a verdict, no timing
                     pr.cells.append(Cell("not timed", "checked", **compat))
@@ -243,10 +241,21 @@ def machine_lines(s: Source) -> list[str]:
     return lines
 
 
+def _plain(v) -> str:
+    """A setting's value as text a reader reads: lists joined, mappings as "key value", no Python reprs."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_plain(x)}" for k, x in v.items() if x not in (None, "", [], {})) or "none"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_plain(x) for x in v)
+    if v is None:
+        return "—"
+    return str(v)
+
+
 def settings_line(settings: dict, limit: int = 90) -> str:
     parts = []
     for k, v in settings.items():
-        text = ",".join(map(str, v)) if isinstance(v, list) else str(v)
+        text = _plain(v)
         parts.append(f"{k}={text if len(text) <= limit else text[:limit] + '…'}")
     return "; ".join(parts)
 
@@ -268,8 +277,10 @@ def training_summaries(report: Report) -> tuple[list[Column], Optional[int], lis
         cells = []
         for col in columns:
             mine = [r for r in ok if r.model == t.model and (r.dataset in (None, t.dataset)) and column_of(r) == col]
-            fastest = min(mine, key=lambda r: r.latency.p50_us, default=None)
-            cells.append(f"{fastest.format} {fmt_us(fastest.latency.p50_us)}" if fastest else "—")
+            group = fastest_group(mine)
+            cells.append(f"{group[0].format} {fmt_us(group[0].latency.p50_us)}"
+                         + (f" (tied: {', '.join(r.format for r in group[1:])})" if len(group) > 1 else "")
+                         if group else "—")
         out.append(ModelSummary(t, cells))
     return columns, batch, out
 

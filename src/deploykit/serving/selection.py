@@ -75,14 +75,18 @@ def choose_format(model_dir: Path, manifest: ModelManifest, requested: str = "au
     bench = _benchmarked(model_dir, manifest, passed, device, bench_results)
     if bench is not None:
         path, records = bench
+        from deploykit.fastest import by_speed, tied
+
         smallest = min(r.batch for r in records)
-        fastest = sorted((r for r in records if r.batch == smallest), key=lambda r: r.latency.p50_us)
+        fastest = by_speed([r for r in records if r.batch == smallest])  # deploykit.fastest: the one rule
         fmt = first_usable(list(dict.fromkeys(r.format for r in fastest)))
         if fmt is not None:
             best = next(r for r in fastest if r.format == fmt)
+            ties = sorted({r.format for r in fastest if r.format != fmt and tied(best, r)})
             return Choice(fmt, passed[fmt].runtime,
                           f"fastest in {path} (p50 {best.latency.p50_us:.1f} µs at batch {smallest}, {best.runtime}, "
-                          f"{len({r.format for r in records})} formats measured)")
+                          f"{len({r.format for r in records})} formats measured"
+                          + (f"; tied within noise with {', '.join(ties)}" if ties else "") + ")")
     ranked = sorted(passed, key=_auto_rank)
     fmt = first_usable(ranked)
     if fmt is None:

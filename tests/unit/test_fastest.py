@@ -1,0 +1,61 @@
+"""The one "fastest" rule (deploykit.fastest) and the report's decisions built on it (report.decide)."""
+
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import pytest
+
+from deploykit.fastest import fastest_group, speed_marks, tied
+from deploykit.report import build_report, load_inputs
+from deploykit.report.decide import pareto_tables, recommendations
+from deploykit.results import LatencyStats
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "results"
+
+
+def _rec(fmt, p50, ci=None, model="m", batch=1):
+    lat = LatencyStats(samples=100, p50_us=p50, mean_us=p50, std_us=0, min_us=p50, max_us=p50, p50_ci_us=ci)
+    return NS(model=model, format=fmt, target="cpu", batch=batch, threads=1, status="ok", latency=lat)
+
+
+def test_intervals_decide_ties():
+    a, b = _rec("a", 100, [95, 105]), _rec("b", 110, [104, 118])  # overlapping: within noise
+    c = _rec("c", 140, [130, 150])  # 130 / 105 − 1 = 24 % apart: beyond the 10 % margin
+    d = _rec("d", 113, [110, 116])  # 110 / 105 − 1 = 4.8 % apart: separated, but within the margin
+    assert tied(a, b) and tied(a, d) and not tied(a, c)
+    assert [r.format for r in fastest_group([c, b, a, d])] == ["a", "b", "d"]
+
+
+def test_without_intervals_ten_percent_decides():
+    assert tied(_rec("a", 100), _rec("b", 110)) and not tied(_rec("a", 100), _rec("b", 111))
+
+
+def test_speed_marks_only_groups_of_two_or_more():
+    a, b, c = _rec("a", 100, [95, 105]), _rec("b", 101, [96, 106]), _rec("c", 300, [290, 310])
+    alone = _rec("x", 5, model="other")
+    marks = speed_marks([a, b, c, alone])
+    assert marks == {id(a): "fastest", id(b): "tied"}
+
+
+@pytest.fixture(scope="module")
+def report():
+    return build_report(load_inputs([FIXTURES / "bench-cpu.json", FIXTURES / "models" / "mnist"]))
+
+
+def test_pareto_labels_every_point_and_no_optimal_point_is_dominated(report):
+    tables = pareto_tables(report)
+    assert tables and all(t.points for t in tables)
+    for t in tables:
+        assert all(p.label == f"{p.row.model}/{p.row.format}" for p in t.points)
+        optimal = [p for p in t.points if p.optimal]
+        assert optimal and all(p.dominated_by for p in t.points if not p.optimal)
+        fastest = min(t.points, key=lambda p: p.row.latency.p50_us)
+        assert fastest.optimal or fastest.row.artifact_bytes is None  # nothing is faster than the fastest
+
+
+def test_one_recommendation_per_model_and_target_with_its_numbers(report):
+    lines = recommendations(report)
+    models = {r.model for r in report.rows if r.status == "ok" and r.latency}
+    assert len(lines) == len(models) and all(line.startswith("serve ") for line in lines)
+    assert all(" p50 at batch " in line and "(" in line for line in lines)
+    assert any("against onnx" in line for line in lines)
