@@ -97,7 +97,12 @@ class _Worker:
             self.proc.wait()
             why = "no answer within {:.0f} s".format(timeout_s) if not ready else f"exited with {self.proc.returncode}"
             raise ABWorkerError(f"{self.name} worker {why}: {self._last_error()}")
-        msg = json.loads(line)
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:  # something in the worker printed to stdout, the protocol's channel
+            self.proc.kill()
+            self.proc.wait()
+            raise ABWorkerError(f"{self.name} worker wrote a line that is not its protocol: {line.strip()[:120]!r}")
         if "error" in msg:
             raise ABWorkerError(f"{self.name}: {msg['error']}")
         return msg

@@ -254,7 +254,7 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
             notes.append(f"{where}: INVALID, {invalid}")
         if step.mode == "open" and lag is not None and not invalid:
             notes.append(f"{where}: schedule kept: send lag p50 {_fmt_us(lag.p50_us)}, p90 {_fmt_us(lag.p90_us)}; the "
-                         f"generator's own part (p50 {_fmt_us(own.p50_us if own else None)}, timer: "
+                         f"generator's own part (p50 {_fmt_us(own.p50_us) if own else 'not recorded'}, timer: "
                          f"{', '.join(s.get('timers') or ['?'])}) is left out of the corrected latency")
         if step.mode == "open" and s.get("uncorrected") and latency is not None and not invalid:
             unc = load_hdr.latency_stats(load_hdr.decode(s["uncorrected"]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -61,18 +62,23 @@ def launch(variant, spec_path: Path, run_dir: Path, env: dict, timeout: float) -
             logs.append(log)
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "deploykit.compare.distributed", "tf", str(spec_path), str(prefix)],
-                env={**env, "TF_CONFIG": mwms_config(hosts, i)}, stdout=log, stderr=subprocess.STDOUT))
+                env={**env, "TF_CONFIG": mwms_config(hosts, i)}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True))
     else:
         log = open(run_dir / "log-torchrun.txt", "w")
         logs.append(log)
         procs = [subprocess.Popen(torchrun_command(n, free_ports(1)[0], ["torch", str(spec_path), str(prefix)]),
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)]
+                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)]
     try:
         for p in procs:
             p.wait(timeout=max(1.0, timeout - (time.perf_counter() - start)))
     except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
+        for p in procs:  # the whole group: torchrun's workers would outlive their launcher
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
         return {"status": "failed", "reason": f"{variant.name}: no result within {timeout:.0f} s (logs in {run_dir})"}
     finally:
         for log in logs:

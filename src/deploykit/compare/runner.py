@@ -55,10 +55,16 @@ def prepare_data(dataset: str, out: Path, *, epochs: int, seed: int, subset: Opt
     return path, info
 
 
+# The [paddle] extra cannot be resolved together with deploykit's onnx pin (paddle2onnx asks onnx<=1.17):
+# it installs with --no-deps, as scripts/bootstrap.sh does.
+_INSTALL = {"paddle": "pip install --no-deps paddlepaddle==3.3.1 paddle2onnx==2.1.0 (see docs/frameworks.md)"}
+
+
 def _missing(variant: Variant) -> Optional[str]:
     absent = [m for m in variant.needs if importlib.util.find_spec(m) is None]
     if absent:
-        return f"{', '.join(absent)} not installed: pip install 'deploykit[{variant.extra}]'"
+        hint = _INSTALL.get(variant.extra) or f"pip install 'deploykit[{variant.extra}]'"
+        return f"{', '.join(absent)} not installed: {hint}"
     return None
 
 

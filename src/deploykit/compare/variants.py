@@ -44,7 +44,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("keras-tape-eager", "keras", "GradientTape, eager", "the same custom loop, run eagerly",
             backend="tensorflow", loop="tape", run_eagerly=True, needs=_K, extra="tf"),
     Variant("keras-jax", "keras", "backend: JAX", "the same Keras model and fit on KERAS_BACKEND=jax",
-            backend="jax", needs=("keras", "jax"), extra="jax"),
+            backend="jax", needs=("keras", "jax"), extra="compare"),
     Variant("keras-torch", "keras", "backend: PyTorch", "the same Keras model and fit on KERAS_BACKEND=torch",
             backend="torch", needs=("keras", "torch"), extra="torch"),
     Variant("torch", "torch", "hand loop", "PyTorch nn.Module, hand-written loop (deploykit's train-export loop)",
@@ -54,7 +54,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("paddle", "paddle", "hand loop", "PaddlePaddle nn.Layer, hand loop; exported with paddle2onnx and proven",
             loop="paddle", needs=("paddle", "paddle2onnx"), extra="paddle"),
     Variant("tf-mwms-2", "keras", "distributed: 2 workers",
-            "model.fit under tf.distribute.MultiWorkerMirroredStrategy, 2 CPU workers on loopback (TF_CONFIG)",
+            "custom GradientTape step under tf.distribute.MultiWorkerMirroredStrategy (strategy.run; Keras 3 fit does "
+            "not run under it), 2 CPU workers on loopback (TF_CONFIG)",
             backend="tensorflow", processes=2, needs=_K, extra="tf"),
     Variant("torch-ddp-2", "torch", "distributed: 2 processes",
             "the hand loop under DistributedDataParallel (gloo), 2 processes started by torchrun",

@@ -28,15 +28,11 @@ def _formats(text: Optional[str]) -> Optional[list[str]]:
 
 
 def _duration(text: str, option: str) -> float:
-    """'60s' / '2m' / '90' → seconds; bad input is a usage error (one line, exit 2)."""
+    """'60s' / '2m' / '90' → seconds, by the load tester's one duration syntax; > 0 (one line, exit 2)."""
+    from deploykit.bench.load_spec import parse_duration
     from deploykit.errors import UsageError
 
-    t = text.strip().lower()
-    scale = 60.0 if t.endswith("m") else 1.0
-    try:
-        value = float(t.rstrip("sm")) * scale
-    except ValueError as exc:
-        raise UsageError(f"{option} {text!r}: expected a duration like 60s or 2m") from exc
+    value = parse_duration(text, option)
     if value <= 0:
         raise UsageError(f"{option} {text!r}: expected a positive duration")
     return value

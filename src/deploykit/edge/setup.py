@@ -67,6 +67,9 @@ def choose_packages(settings: SetupSettings, arch: str, python: str) -> list[str
     """pip specs for the device: numpy, a TFLite runtime (and onnxruntime), versions its Python installs."""
     if settings.runtime:
         spec = parse_runtime_spec(settings.runtime)
+        if spec.package not in ("tflite-runtime", "ai-edge-litert"):
+            raise UsageError(f"--runtime {settings.runtime}: the device's TFLite runtime is expected (tflite-runtime or "
+                             "ai-edge-litert); add --onnx for onnxruntime")
         answer = index_versions(spec.package, arch=arch, python=python)
         if answer.has(spec.version) is False:
             raise UsageError(f"{spec} has no wheel for {arch} Python {python} (versions there: "
@@ -105,7 +108,7 @@ async def _setup(settings: SetupSettings, note) -> SetupResult:
         if probe.returncode != 0:
             raise RuntimeUnavailable(f"{transport.where} has no working {settings.python} "
                                      f"({_one_line(probe.stderr)}); install python3 there or pass --python PATH")
-        py = json.loads(probe.stdout.strip().splitlines()[-1])
+        py = _last_json(probe.stdout, transport.where)
         major_minor = ".".join(py["python"].split(".")[:2])
         packages = choose_packages(settings, py["arch"], major_minor)
         if py["externally_managed"]:
@@ -123,7 +126,10 @@ async def _setup(settings: SetupSettings, note) -> SetupResult:
         done = await transport.shell(cmd, PIP_TIMEOUT_S)
         if done.returncode != 0:
             raise RuntimeUnavailable(f"setting up ~/{DEVICE_VENV} on {transport.where} failed: {_one_line(done.stderr)}")
-        venv_path = done.stdout.strip().splitlines()[-1]
+        lines = done.stdout.strip().splitlines()
+        if not lines:
+            raise EdgeConnectionError(f"{transport.where}: the venv set-up printed nothing (a login shell eating output?)")
+        venv_path = lines[-1]
     finally:
         await transport.close()
     # Prove it: the runner's facts, read with the new venv's Python (what bench will run).
@@ -134,9 +140,15 @@ async def _setup(settings: SetupSettings, note) -> SetupResult:
     return SetupResult(where=transport.where, venv=venv_path, python=py, packages=packages, facts=session.facts)
 
 
+def _last_json(stdout: str, where: str) -> dict:
+    """The probe's answer: its last line of output, as JSON."""
+    lines = stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else json.loads("")
+    except json.JSONDecodeError as exc:
+        raise EdgeConnectionError(f"{where}: the device's Python answered the probe with no JSON: {exc}") from exc
+
+
 def run_setup(settings: SetupSettings, reporter=None) -> SetupResult:
     note = reporter.note if reporter else (lambda msg: None)
-    try:
-        return asyncio.run(_setup(settings, note))
-    except json.JSONDecodeError as exc:
-        raise EdgeConnectionError(f"the device's Python answered the probe with no JSON: {exc}") from exc
+    return asyncio.run(_setup(settings, note))

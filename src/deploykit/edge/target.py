@@ -26,6 +26,8 @@ __all__ = ["parse_edge_runtime", "converter_settings", "prove_for_edge", "PER_CH
 # tflite-runtime numbers its releases like TensorFlow.
 PER_CHANNEL_DENSE_SINCE = (2, 17)
 _TF_NUMBERED = ("tflite-runtime", "tensorflow")
+# what --edge-runtime targets: the TFLite artifacts are converted and proven for it
+TFLITE_RUNTIMES = ("tflite-runtime", "ai-edge-litert", "tensorflow")
 
 
 def parse_edge_runtime(text: Optional[str]) -> Optional[RuntimeSpec]:
@@ -34,6 +36,11 @@ def parse_edge_runtime(text: Optional[str]) -> Optional[RuntimeSpec]:
     if not text:
         return None
     spec = parse_runtime_spec(text)
+    if spec.package not in TFLITE_RUNTIMES:
+        from deploykit.errors import UsageError
+
+        raise UsageError(f"--edge-runtime {text}: a TFLite runtime is expected ({', '.join(TFLITE_RUNTIMES)}); "
+                         "ONNX artifacts are checked with 'deploykit edge check --runtime onnxruntime==V'")
     from deploykit.edge.index import verify_version
 
     verify_version(spec.package, spec.version)

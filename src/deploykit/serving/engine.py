@@ -41,8 +41,8 @@ logger = logging.getLogger("bentoml.deploykit")
 INLINE_MAX_MS = 1.0  # warm-up p50 per call below this: run inline on the event loop
 WARMUP_MIN_CALLS = 20
 WARMUP_MAX_S = 60.0  # a bound on the warm-up loop, whatever warmup_s says
-GC_THRESHOLDS = (10_000, 20, 50)
-DEADLINE_SLACK_S = 0.002  # Python's default is (700, 10, 10)
+GC_THRESHOLDS = (10_000, 20, 50)  # Python's default is (700, 10, 10)
+DEADLINE_SLACK_S = 0.002
 
 
 def _result_dtype(classes: int) -> np.dtype:
