@@ -30,3 +30,19 @@ def test_malformed_target_is_a_usage_error():
 
     with pytest.raises(UsageError, match="exact version"):
         parse_edge_runtime("tflite-runtime")
+
+
+def test_an_onnx_runtime_is_not_an_edge_runtime_target():
+    """--edge-runtime converts and proves the TFLite artifacts: onnxruntime is refused before any work."""
+    from deploykit.edge.target import parse_edge_runtime
+
+    with pytest.raises(UsageError, match="a TFLite runtime is expected.*edge check --runtime onnxruntime"):
+        parse_edge_runtime("onnxruntime==1.17.0")
+
+
+def test_edge_setup_runtime_must_be_a_tflite_runtime():
+    from deploykit.edge.setup import SetupSettings, choose_packages
+
+    settings = SetupSettings(target="ssh://pi@127.0.0.1", runtime="onnxruntime==1.17.0")
+    with pytest.raises(UsageError, match="add --onnx for onnxruntime"):
+        choose_packages(settings, "aarch64", "3.11")
