@@ -14,7 +14,7 @@ import typer
 __all__ = ["edge_app"]
 
 edge_app = typer.Typer(
-    help="Edge targets: will a TFLite artifact load in a device's runtime, and how fast does it run there.",
+    help="Edge targets: will a TFLite or ONNX artifact load in a device's runtime, how fast does it run there, and set one up.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
