@@ -146,7 +146,9 @@ def test_closed_and_open_loop_through_the_cli(server, tmp_path):
     assert res.steps[2].requests == pytest.approx(200, abs=3)  # 100/s × 2 s, counted by scheduled time
     assert any(f"pinned to CPU(s) {cpu}" in n for n in res.notes)
     assert any("corrected" in n and "uncorrected" in n for n in res.notes)
-    assert res.steps[2].valid and res.steps[2].send_lag.samples == res.steps[2].requests
+    # requests count by scheduled time in the window, send lags by sent time in it (load_record): a send
+    # scheduled just before the window opens and sent just after it is a lag sample and not a request
+    assert res.steps[2].valid and abs(res.steps[2].send_lag.samples - res.steps[2].requests) <= 2
     assert any("send lag" in n and "left out of the corrected latency" in n for n in res.notes)
     assert res.settings["engine"].startswith("locust") and res.settings["generator_cpus"] == [cpu]
     assert "closed c=4" in r.stdout and "open* 100/s" in r.stdout  # the table
