@@ -5,7 +5,7 @@ the default) or a lean Starlette + uvicorn + onnxruntime app (`--server lean`). 
 to --server-cores; wrk and deploykit's load engine both run pinned to --client-cores (`taskset` for
 wrk, `--cpu-affinity` for the engine), so on a 2-core machine the load generator and the server never
 share a core. Both send byte-identical requests (one real test digit from the model folder, encoded
-by deploykit.bench.load_payload.json_body) over the same number of keep-alive connections, in
+by deploykit.loadtest.payload.json_body) over the same number of keep-alive connections, in
 interleaved rounds (alternating which tool goes first); medians are compared.
 
 Target (issue 4): at c=1 and c=32, deploykit's throughput and p50 within 15 % of wrk's (the median
@@ -90,7 +90,7 @@ def run_wrk(url: str, connections: int, duration_s: float, cores: str, script: P
 
 def run_deploykit(url: str, connections: int, duration_s: float, warmup_s: float, cores: str, model_dir: Path,
                   client: str) -> dict:
-    from deploykit.bench.loadtest import build_spec, run_loadtest
+    from deploykit.loadtest.command import build_spec, run_loadtest
 
     spec = build_spec(url, concurrency=str(connections), duration=f"{duration_s}s", warmup=f"{warmup_s}s",
                       model_dir=str(model_dir), samples=1, cpu_affinity=cores, client=client)
@@ -132,7 +132,7 @@ def main() -> int:
 
     import numpy as np
 
-    from deploykit.bench.load_payload import json_body
+    from deploykit.loadtest.payload import json_body
     from deploykit.manifest import ModelManifest
 
     manifest = ModelManifest.read(model_dir)

@@ -85,11 +85,11 @@ def serve(port: int, service_us: float) -> None:
 
 
 def run_deploykit(url: str, rate: float, duration_s: float, warmup_s: float, cores: str) -> dict:
-    from deploykit.bench.loadtest import build_spec, run_loadtest
+    from deploykit.loadtest.command import build_spec, run_loadtest
 
     spec = build_spec(url, rate=f"{rate:g}", duration=f"{duration_s}s", warmup=f"{warmup_s}s", samples=1,
                       cpu_affinity=cores, connections=16)
-    from deploykit.bench import load_hdr
+    from deploykit.loadtest import hdr as load_hdr
 
     run = run_loadtest(spec)
     res, raw = run.results, run.raw["steps"][0]
@@ -176,7 +176,7 @@ def main() -> int:
     for tool in ("hey", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install -y {'hey' if tool == 'hey' else 'util-linux'})")
-    from deploykit.bench.load_payload import build_payloads
+    from deploykit.loadtest.payload import build_payloads
 
     tmp = Path(tempfile.mkdtemp(prefix="open-loop-fidelity-"))
     body = tmp / "body.json"

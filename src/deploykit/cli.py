@@ -237,7 +237,7 @@ def data_where_cmd(
 # -- subcommands: each lives next to the code it drives and keeps heavy imports inside its body.
 from deploykit.bench.ab_command import bench_ab_cmd  # noqa: E402
 from deploykit.bench.command import bench_cmd  # noqa: E402
-from deploykit.bench.loadtest import register as register_loadtest  # noqa: E402
+from deploykit.loadtest.command import register as register_loadtest  # noqa: E402
 from deploykit.compare.command import compare_training_cmd  # noqa: E402
 from deploykit.edge.cli import edge_app  # noqa: E402
 from deploykit.report.cli import report_cmd  # noqa: E402

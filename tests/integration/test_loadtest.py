@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from deploykit.bench.loadtest import build_spec, run_loadtest
+from deploykit.loadtest.command import build_spec, run_loadtest
 from deploykit.results import read_results
 
 SERVER_US = 1234  # what the server reports in X-Inference-Time-Us
@@ -146,7 +146,7 @@ def test_closed_and_open_loop_through_the_cli(server, tmp_path):
     assert res.steps[2].requests == pytest.approx(200, abs=3)  # 100/s × 2 s, counted by scheduled time
     assert any(f"pinned to CPU(s) {cpu}" in n for n in res.notes)
     assert any("corrected" in n and "uncorrected" in n for n in res.notes)
-    # requests count by scheduled time in the window, send lags by sent time in it (load_record): a send
+    # requests count by scheduled time in the window, send lags by sent time in it (loadtest.record): a send
     # scheduled just before the window opens and sent just after it is a lag sample and not a request
     assert res.steps[2].valid and abs(res.steps[2].send_lag.samples - res.steps[2].requests) <= 2
     assert any("send lag" in n and "left out of the corrected latency" in n for n in res.notes)
@@ -163,7 +163,7 @@ def test_keep_alive_connections_are_reused(server):
 
 
 def test_raw_connection_against_a_real_server(server):
-    from deploykit.bench.load_client import RawConnection, encode_request
+    from deploykit.loadtest.client import RawConnection, encode_request
 
     host, port = server.server_address
     conn = RawConnection(host, port, timeout_s=5, header="x-inference-time-us")
@@ -246,7 +246,7 @@ def test_open_loop_out_of_connections_is_invalid_not_a_figure(server):
     (step,) = run.results.steps
     assert not step.valid and step.latency is None
     assert "all 2 connections were busy" in step.invalid_reason
-    from deploykit.bench import load_hdr
+    from deploykit.loadtest import hdr as load_hdr
 
     corrected = load_hdr.latency_stats(load_hdr.decode(run.raw["steps"][0]["latency"]))
     uncorrected = load_hdr.latency_stats(load_hdr.decode(run.raw["steps"][0]["uncorrected"]))

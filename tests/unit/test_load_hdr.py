@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deploykit.bench import load_hdr
+from deploykit.loadtest import hdr as load_hdr
 
 
 def test_percentiles_match_numpy_within_hdr_precision():

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deploykit.bench.load_payload import build_payloads, json_body, load_digits, synthetic_digits
+from deploykit.loadtest.payload import build_payloads, json_body, load_digits, synthetic_digits
 from deploykit.errors import ManifestError
 
 decode = pytest.importorskip("deploykit.serving.decode")

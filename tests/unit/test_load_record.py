@@ -1,9 +1,9 @@
-"""The recording rules of one load-generating process (deploykit.bench.load_record)."""
+"""The recording rules of one load-generating process (deploykit.loadtest.record)."""
 
 import pytest
 
-from deploykit.bench import load_hdr
-from deploykit.bench.load_record import UNFINISHED, ArrivalSchedule, StepRecorder
+from deploykit.loadtest import hdr as load_hdr
+from deploykit.loadtest.record import UNFINISHED, ArrivalSchedule, StepRecorder
 
 MS = 1_000_000  # ns
 
@@ -114,7 +114,7 @@ def test_load_stats_withhold_tails_by_the_bench_rule():
 
 
 def test_open_step_is_invalid_when_arrivals_bunch_and_says_whose_lateness():
-    from deploykit.bench.loadtest import open_step_invalid_reason
+    from deploykit.loadtest.command import open_step_invalid_reason
     from deploykit.results import LatencyStats
 
     def lag(p50, p90):

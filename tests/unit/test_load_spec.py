@@ -2,7 +2,7 @@
 
 import pytest
 
-from deploykit.bench.load_spec import (
+from deploykit.loadtest.spec import (
     LoadSpec,
     check_reachable,
     parse_cpu_list,
@@ -12,7 +12,7 @@ from deploykit.bench.load_spec import (
     parse_rate_list,
     parse_url,
 )
-from deploykit.bench.loadtest import build_spec
+from deploykit.loadtest.command import build_spec
 from deploykit.errors import UsageError
 
 
@@ -110,7 +110,7 @@ def test_client_choice():
 
 
 def test_encoded_request_is_one_complete_http_11_request():
-    from deploykit.bench.load_client import encode_request
+    from deploykit.loadtest.client import encode_request
 
     data = encode_request("POST", "/predict?x=1", "127.0.0.1:3000", {"Content-Type": "application/json",
                                                                    "content-length": "999"}, b'{"inputs": []}')

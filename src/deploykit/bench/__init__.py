@@ -1,5 +1,6 @@
-"""Measuring: the in-process runtime benchmark (`deploykit bench`), the HTTP load tester and the
-measurement protocol they and the edge runner share (`deploykit.bench.protocol`, self-contained).
+"""Measuring: the in-process runtime benchmark (`deploykit bench`, `deploykit bench-ab`) and the
+measurement protocol it, the edge runner and the HTTP load tester (deploykit.loadtest) share
+(`deploykit.bench.protocol`, self-contained).
 
 Submodules are imported where used, so importing this package costs nothing.
 """

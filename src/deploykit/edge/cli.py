@@ -29,7 +29,7 @@ def _formats(text: Optional[str]) -> Optional[list[str]]:
 
 def _duration(text: str, option: str) -> float:
     """'60s' / '2m' / '90' → seconds, by the load tester's one duration syntax; > 0 (one line, exit 2)."""
-    from deploykit.bench.load_spec import parse_duration
+    from deploykit.loadtest.spec import parse_duration
     from deploykit.errors import UsageError
 
     value = parse_duration(text, option)

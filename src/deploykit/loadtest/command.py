@@ -2,7 +2,7 @@
 (constant or Poisson arrivals, latency from each request's scheduled send time).
 
 This module is the CLI side: it parses and checks the options (one line + exit 2 on bad input),
-encodes the request bodies, runs the load engine (deploykit.bench.load_engine: Locust, in its own
+encodes the request bodies, runs the load engine (deploykit.loadtest.engine: Locust, in its own
 process because Locust monkeypatches with gevent) and turns the engine's merged HDR histograms into a
 `ResultsFile(kind="loadtest")` plus a table.
 
@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import typer
 
-from deploykit.bench.load_spec import (
+from deploykit.loadtest.spec import (
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECTIONS,
     DEFAULT_SERVER_TIME_HEADER,
@@ -50,7 +50,7 @@ from deploykit.results import LoadStep, ResultsFile
 __all__ = ["LoadTestError", "LoadRun", "build_spec", "run_loadtest", "to_results", "steps_table", "open_step_invalid_reason",
            "loadtest_cmd", "loadtest_worker_cmd", "register"]
 
-_ENGINE = [sys.executable, "-m", "deploykit.bench.load_engine"]
+_ENGINE = [sys.executable, "-m", "deploykit.loadtest.engine"]
 _ENGINE_NAMES = {
     "raw": "locust (FastHttpUser users; requests over deploykit's keep-alive HTTP/1.1 client, httptools parser)",
     "fasthttp": "locust FastHttpUser (requests through FastHttpSession)",
@@ -133,7 +133,7 @@ def run_loadtest(spec: LoadSpec, *, progress: Callable[[str], None] = lambda lin
     """Run every step against spec.url in a load-engine process; → results (not yet written)."""
     import msgpack
 
-    from deploykit.bench.load_payload import build_payloads
+    from deploykit.loadtest.payload import build_payloads
 
     check_reachable(spec.url)
     payloads = build_payloads(spec.payload, spec.model_dir, spec.samples, spec.seed)
@@ -225,7 +225,7 @@ def open_step_invalid_reason(lag, own_lag, rate_rps: float, connections: int) ->
 
 def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
     """The engine's raw output → the one results schema, with notes saying how it was measured."""
-    from deploykit.bench import load_hdr
+    from deploykit.loadtest import hdr as load_hdr
     from deploykit.results import machine_info
 
     steps, notes = [], []

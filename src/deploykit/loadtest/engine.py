@@ -1,7 +1,7 @@
 """The load engine: Locust (FastHttpUser) in a process of its own.
 
-    python -m deploykit.bench.load_engine run SPEC.json PAYLOAD.msgpack RAW_OUT.json
-    python -m deploykit.bench.load_engine worker --master HOST:PORT [--cpu-affinity LIST]
+    python -m deploykit.loadtest.engine run SPEC.json PAYLOAD.msgpack RAW_OUT.json
+    python -m deploykit.loadtest.engine worker --master HOST:PORT [--cpu-affinity LIST]
 
 Why a separate process: importing Locust monkeypatches the standard library with gevent (sockets,
 threads, time). Doing that inside the `deploykit` CLI or inside pytest would change how everything
@@ -32,9 +32,9 @@ import gevent
 import locust
 import msgpack
 
-from deploykit.bench import load_hdr
-from deploykit.bench.load_spec import LoadSpec, StepSpec, parse_cpu_list, parse_host_port
-from deploykit.bench.load_users import MESSAGES, PROCESS, LoadUser, register_worker_messages
+from deploykit.loadtest import hdr as load_hdr
+from deploykit.loadtest.spec import LoadSpec, StepSpec, parse_cpu_list, parse_host_port
+from deploykit.loadtest.users import MESSAGES, PROCESS, LoadUser, register_worker_messages
 from deploykit.errors import DeployKitError, UsageError
 
 __all__ = ["main", "run", "run_worker", "EngineError"]
@@ -111,7 +111,7 @@ class _MasterCoordinator:
         _say(f"master listening on {host}:{self.port}; waiting for {spec.expect_workers} worker(s)")
         connect_host = "127.0.0.1" if host in ("*", "0.0.0.0", "") else ("::1" if host == "::" else host)
         for _ in range(spec.workers):
-            cmd = [sys.executable, "-m", "deploykit.bench.load_engine", "worker", "--master", f"[{connect_host}]:{self.port}"
+            cmd = [sys.executable, "-m", "deploykit.loadtest.engine", "worker", "--master", f"[{connect_host}]:{self.port}"
                    if ":" in connect_host else f"{connect_host}:{self.port}"]
             self.workers.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sys.stderr))
         try:
@@ -258,7 +258,7 @@ def run_worker(master: str, cpus: Optional[list[int]]) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m deploykit.bench.load_engine")
+    parser = argparse.ArgumentParser(prog="python -m deploykit.loadtest.engine")
     sub = parser.add_subparsers(dest="mode", required=True)
     p_run = sub.add_parser("run")
     p_run.add_argument("spec")

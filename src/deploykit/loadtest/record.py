@@ -28,7 +28,7 @@ import random
 from collections import Counter
 from typing import Optional
 
-from deploykit.bench import load_hdr
+from deploykit.loadtest import hdr as load_hdr
 
 __all__ = ["ArrivalSchedule", "StepRecorder", "UNFINISHED"]
 

@@ -1,6 +1,6 @@
 """The Locust side of the load test: the user that sends requests, and the per-process controller.
 
-Imported only inside the load engine's process (deploykit.bench.load_engine): importing Locust
+Imported only inside the load engine's process (deploykit.loadtest.engine): importing Locust
 monkeypatches the standard library with gevent, which must not happen to the CLI or to pytest.
 
 Every load-generating process (the single local process, or each distributed worker) holds one
@@ -10,7 +10,7 @@ Locust custom messages in distributed mode: configure → (Locust spawns the use
 - Closed loop: each user is one connection sending its next request as soon as the last answer
   arrives (no think time).
 - Open loop: one dispatcher greenlet per process releases request slots at their scheduled times into
-  a queue (waiting on a timer, load_timer, never spinning); free users take them. When every user is
+  a queue (waiting on a timer, loadtest.timer, never spinning); free users take them. When every user is
   busy (a stalled server), slots wait in the queue and are sent late; each is timed from its scheduled
   time, so the stall shows in the latency. The generator's own lateness — from the moment a slot was
   due and a connection was free until it was sent — is recorded apart (send lag): that part is the
@@ -29,9 +29,9 @@ from gevent.queue import Empty, Queue
 from httptools import HttpParserError
 from locust import FastHttpUser, constant, task
 
-from deploykit.bench.load_client import RawConnection, encode_request
-from deploykit.bench.load_record import ArrivalSchedule, StepRecorder
-from deploykit.bench.load_timer import PreciseSleeper
+from deploykit.loadtest.client import RawConnection, encode_request
+from deploykit.loadtest.record import ArrivalSchedule, StepRecorder
+from deploykit.loadtest.timer import PreciseSleeper
 
 __all__ = ["LoadUser", "LoadProcess", "RequestConfig", "PROCESS", "MESSAGES"]
 
@@ -47,7 +47,7 @@ class RequestConfig:
     headers: dict
     bodies: list
     server_time_header: Optional[str]
-    client: str  # "raw" (load_client.RawConnection) or "fasthttp" (Locust's FastHttpSession)
+    client: str  # "raw" (loadtest.client.RawConnection) or "fasthttp" (Locust's FastHttpSession)
     host: str
     port: int
     timeout_s: float
@@ -152,7 +152,7 @@ def _cpu_seconds() -> float:
 
 def _dispatch(step: _Step) -> None:
     """Release each slot into the queue at its scheduled time (late slots at once: catching up).
-    The wait is a timer (load_timer), not a spin: the generator must not measure its own busy-waiting."""
+    The wait is a timer (loadtest.timer), not a spin: the generator must not measure its own busy-waiting."""
     schedule = step.schedule
     sleeper = PreciseSleeper()
     step.recorder.timer = sleeper.kind
