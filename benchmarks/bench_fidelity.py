@@ -124,7 +124,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=Path("bench-fidelity.json"))
     args = parser.parse_args()
 
-    from deploykit.bench.runtime import BenchSettings, run_bench
+    from deploykit.bench.run import run_bench
+    from deploykit.bench.settings import BenchSettings
     from deploykit.manifest import ModelManifest
     from deploykit.runtimes import load_artifact
     from deploykit.runtimes.base import to_input

@@ -87,7 +87,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=Path("runtimes-anchor.json"))
     args = parser.parse_args()
 
-    from deploykit.bench.runtime import BenchSettings, run_bench
+    from deploykit.bench.run import run_bench
+    from deploykit.bench.settings import BenchSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("BENTOML_HOME", str(Path(tmp) / "bentoml"))

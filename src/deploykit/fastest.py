@@ -1,6 +1,6 @@
 """The one rule for "fastest": which configurations are faster than others beyond noise, and which tie.
 
-Used by `deploykit serve --format auto` (serving.selection), `bench.runtime.fastest_format`, the
+Used by `deploykit serve --format auto` (serving.selection), `bench.bench_file.fastest_format`, the
 report's highlights, recommendations and Pareto table. Records are anything with `.latency`
 (`LatencyStats`: `p50_us`, optional `p50_ci_us`) — `BenchRecord` and the report's `LatencyRow`.
 

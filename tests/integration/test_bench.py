@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from deploykit.bench.runtime import BENCH_FILE, fastest_format
+from deploykit.bench.bench_file import BENCH_FILE, fastest_format
 from deploykit.cli import main
 from deploykit.manifest import ModelManifest, sha256_file
 from deploykit.results import read_results

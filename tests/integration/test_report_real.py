@@ -27,8 +27,8 @@ QUICK = ["--min-time", "0.05", "--warmup", "0.02"]
 @pytest.fixture(scope="module")
 def real_run(mnist_models, tmp_path_factory):
     """A real `deploykit bench` (CPU, and the CUDA request) on the session's real artifacts."""
-    if importlib.util.find_spec("deploykit.bench.runtime") is None:
-        pytest.skip("deploykit.bench.runtime is not in this tree yet: no real bench results to report on")
+    if importlib.util.find_spec("deploykit.bench.run") is None:
+        pytest.skip("deploykit.bench.run is not in this tree yet: no real bench results to report on")
     out = tmp_path_factory.mktemp("report-real")
     cpu, cuda = out / "bench-cpu.json", out / "bench-cuda.json"
     rc = main(["bench", str(mnist_models / "torch-mlp"), str(mnist_models / "keras-cnn"),

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from deploykit.bench.runtime import (BENCH_FILE, BenchJob, BenchSettings, fastest_format,
-                                     parse_int_list, plan_jobs, resolve_model_dirs, write_model_bench_files)
+from deploykit.bench.bench_file import BENCH_FILE, fastest_format, write_model_bench_files
+from deploykit.bench.plan import plan_jobs, resolve_model_dirs
+from deploykit.bench.settings import BenchJob, BenchSettings, parse_int_list
 from deploykit.bench.table import bench_table
 from deploykit.errors import ManifestError, UsageError
 from deploykit.manifest import ArtifactEntry, InputSpec, ModelManifest, Parity
@@ -162,14 +163,14 @@ def test_table_shows_cold_start_steps_and_withheld_tails():
 
 
 def test_worker_entry_point_reports_unavailable_device(tmp_path):
-    """The worker process (python -m deploykit.bench.runtime) turns a missing device into a record."""
+    """The worker process (python -m deploykit.bench.worker) turns a missing device into a record."""
     d = _model_dir(tmp_path, "m1", [_entry("tflite-fp32", runtime="litert")])
     job = BenchJob(model_dir=str(d), format="tflite-fp32", device="cuda", threads=1, batch=1, warmup_s=0,
                    min_time_s=0.01, window_s=0.01, max_windows=3, tolerance=0.1, max_time_s=1)
     from dataclasses import asdict
 
     out = tmp_path / "record.json"
-    proc = subprocess.run([sys.executable, "-m", "deploykit.bench.runtime", json.dumps(asdict(job)), str(out)],
+    proc = subprocess.run([sys.executable, "-m", "deploykit.bench.worker", json.dumps(asdict(job)), str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     record = BenchRecord.model_validate_json(out.read_text())

@@ -185,7 +185,8 @@ def run_interleaved(base_cmd: list[str], cand_cmd: list[str], *, rounds: int = D
 
 def _worker_main(argv: list[str]) -> int:
     """`python -m deploykit.bench.ab JOB_JSON`: load one artifact (as `bench` does) and serve windows."""
-    from deploykit.bench.runtime import BenchJob, prepared_call
+    from deploykit.bench.measure import prepared_call
+    from deploykit.bench.settings import BenchJob
 
     job = BenchJob(**json.loads(argv[0]))
     try:

@@ -19,7 +19,7 @@ AB_RULE = ("interleaved A/B: baseline and candidate loaded once each, in their o
 
 
 def _jobs(model_dir: Path, settings) -> dict:
-    from deploykit.bench.runtime import plan_jobs
+    from deploykit.bench.plan import plan_jobs
 
     jobs, notes = plan_jobs([model_dir], settings)
     return {(j.format, j.batch, j.threads): (m, j) for m, _, j in jobs}, notes
@@ -114,7 +114,8 @@ def bench_ab_cmd(
 
     Robust to a noisy machine where two separate `bench` runs are not: each pair of windows sees the same machine state. Verdict per configuration: regression / improvement / within noise (the 95 % interval of the p50 ratio must clear 10 %).
     """
-    from deploykit.bench.runtime import BenchSettings, parse_int_list, resolve_model_dirs
+    from deploykit.bench.plan import resolve_model_dirs
+    from deploykit.bench.settings import BenchSettings, parse_int_list
     from deploykit.console import RichReporter, console, err_console
     from deploykit.errors import UsageError
     from deploykit.pipeline import check_out_dir

@@ -1,4 +1,4 @@
-"""The `deploykit bench` command (registered in deploykit.cli): parses, delegates to bench.runtime, prints."""
+"""The `deploykit bench` command (registered in deploykit.cli): parses, delegates to bench.run, prints."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def bench_cmd(
 
     Every record runs in a fresh process (clean cold start and memory peak). The defaults (batch 1,8,32, one thread, 0.5 s minimum per record) measure six models × their formats in about four minutes on 2 cores.
     """
-    from deploykit.bench.runtime import BenchSettings, parse_int_list, run_bench, write_model_bench_files
+    from deploykit.bench.bench_file import write_model_bench_files
+    from deploykit.bench.run import run_bench
+    from deploykit.bench.settings import BenchSettings, parse_int_list
     from deploykit.bench.table import bench_table
     from deploykit.console import RichReporter, console, err_console
     from deploykit.errors import UsageError

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -29,6 +29,7 @@ from deploykit.errors import RuntimeUnavailable, UsageError
 from deploykit.manifest import ModelManifest
 from deploykit.results import BenchRecord, LatencyStats, MachineInfo, ResultsFile
 from deploykit.bench import protocol
+from deploykit.bench.settings import ProtocolSettings
 from deploykit.edge.compat import runtime_name, verdict
 from deploykit.edge.envs import RuntimeEnv, RuntimeSpec, ensure_runtime_env, parse_runtime_spec
 from deploykit.edge.index import verify_version
@@ -45,23 +46,19 @@ TIMED_CALL = ("set_tensor → invoke → get_tensor on a tensor prepared once on
 
 
 @dataclass
-class EdgeBenchSettings:
+class EdgeBenchSettings(ProtocolSettings):
+    """`deploykit edge bench`'s settings; the protocol's (batch sizes, threads, windows) are ProtocolSettings'."""
+
     target: str  # "local" or ssh://USER@HOST[:PORT]
     profile: Optional[str] = None
     runtime: Optional[str] = None
-    threads: Optional[list[int]] = None  # None: 1 on a device; the profile's cores (capped to this machine) locally
-    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    # threads (ProtocolSettings) None: 1 on a device; the profile's cores (capped to this machine) locally
     formats: Optional[list[str]] = None
     identity: Optional[Path] = None
     known_hosts: Optional[Path] = None
     trust_new_host: bool = False
     python: Optional[str] = None  # None: the venv `deploykit edge setup` made on the device, else python3
     samples: int = 256
-    min_time_s: float = protocol.DEFAULT_MIN_TIME_S
-    warmup_s: float = protocol.DEFAULT_WARMUP_S
-    window_s: float = protocol.DEFAULT_WINDOW_S
-    max_windows: int = protocol.DEFAULT_MAX_WINDOWS
-    tolerance: float = protocol.DEFAULT_TOLERANCE
     sustained_s: Optional[float] = None  # measure each record this long, sampling clock and temperature
     sample_every_s: float = 1.0
     op_profile: bool = False  # top operators by time, where the runtime has a profiler (ONNX Runtime)
@@ -69,12 +66,7 @@ class EdgeBenchSettings:
     def __post_init__(self):
         if self.sustained_s is not None and self.sustained_s <= 0:
             raise UsageError(f"--sustained must be a positive duration, got {self.sustained_s}")
-        if self.threads is not None and (not self.threads or any(t < 1 for t in self.threads)):
-            raise UsageError(f"thread counts must be integers ≥ 1, got {self.threads}")
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise UsageError(f"batch sizes must be integers ≥ 1, got {self.batch_sizes}")
-        if self.min_time_s <= 0 or self.warmup_s < 0 or self.window_s <= 0:
-            raise UsageError("--min-time must be > 0 and --warmup ≥ 0 seconds")
+        super().__post_init__()
         if self.samples < 1:
             raise UsageError("--samples must be ≥ 1")
 
@@ -86,15 +78,14 @@ class EdgeBenchSettings:
     def max_time_s(self) -> float:
         if self.sustained_s:
             return 2.0 * self.sustained_s
-        return max(10.0, 20.0 * self.min_time_s)
+        return super().max_time_s
 
     def protocol_settings(self) -> dict:
         if self.sustained_s:  # at least that long of steady windows; room for enough windows to hold it
             windows = max(self.max_windows, int(self.max_time_s / self.window_s) + 10)
             return {"warmup_s": self.warmup_s, "min_time_s": self.sustained_s, "window_s": self.window_s,
                     "max_windows": windows, "tolerance": self.tolerance, "max_time_s": self.max_time_s}
-        return {"warmup_s": self.warmup_s, "min_time_s": self.min_time_s, "window_s": self.window_s,
-                "max_windows": self.max_windows, "tolerance": self.tolerance, "max_time_s": self.max_time_s}
+        return super().protocol_settings()
 
 
 def pinned_cores(cores_wanted: int) -> list[int]:
@@ -352,10 +343,10 @@ def run_edge_bench(paths: list[str], settings: EdgeBenchSettings, reporter=None)
         notes += sustained_notes(records, settings.sustained_s)
     if settings.op_profile:
         notes += op_profile_notes(plans, results)
-    unstable = [f"{r.format} b{r.batch} t{r.threads}" for r in records if r.status == "ok" and not r.stable]
+    unstable = settings.unstable_note([f"{r.format} b{r.batch} t{r.threads}"
+                                       for r in records if r.status == "ok" and not r.stable])
     if unstable:
-        notes.append(f"windows did not agree within {settings.tolerance:.0%} (figures kept, stable=false): "
-                     + ", ".join(unstable))
+        notes.append(unstable)
     s = asdict(settings)
     s.update(identity=str(settings.identity) if settings.identity else None,
              known_hosts=str(settings.known_hosts) if settings.known_hosts else None,

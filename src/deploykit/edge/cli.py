@@ -123,7 +123,7 @@ def bench_cmd(
 ):
     """Copy TFLite artifacts and a self-contained runner to a device over SSH (or run it here against a
     profile), time them with deploykit's measurement protocol, and bring the results back."""
-    from deploykit.bench.runtime import parse_int_list
+    from deploykit.bench.settings import parse_int_list
     from deploykit.console import RichReporter
     from deploykit.edge.bench import EdgeBenchSettings, run_edge_bench
     from deploykit.edge.render import bench_table

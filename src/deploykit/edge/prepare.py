@@ -33,7 +33,7 @@ def kinds_for(runtime: Optional[str]) -> tuple[str, ...]:
 
 def resolve_models(paths: list[str]) -> tuple[list[Path], list[str]]:
     """Model folders, folders of them, or BentoML tags → model folders (as `deploykit bench` reads them)."""
-    from deploykit.bench.runtime import resolve_model_dirs
+    from deploykit.bench.plan import resolve_model_dirs
 
     dirs, notes, _stored = resolve_model_dirs(paths)
     return dirs, notes
