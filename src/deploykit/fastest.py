@@ -6,7 +6,8 @@ report's highlights, recommendations and Pareto table. Records are anything with
 
 Two records are *tied* unless the baseline rule (`deploykit.noise`) would call one a regression of the other: their 95 %
 p50 intervals must separate by more than 10 % (`classify_intervals`), or without intervals their p50s
-differ by more than 10 % (`classify`). Why the baseline's rule: records of one `bench` run are
+differ by more than the noise (`classify`): max(10 %, each record's window spread over the windows its
+figures came from), as the baseline decides without intervals. Why the baseline's rule: records of one `bench` run are
 measured one after another, minutes apart, in separate processes — the same drift that made two
 runs differ by −31 % to +77 % lies between them, so a smaller gap is not evidence of a faster format
 (tflite-dynamic / fp16 / fp32 swapped order between two runs).
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 from typing import Sequence, TypeVar
 
-from deploykit.noise import NOISE_FLOOR, classify, classify_intervals
+from deploykit.noise import classify, classify_intervals, figure_spread, noise_threshold
 
 __all__ = ["TIE_RULE", "tied", "by_speed", "fastest_group", "speed_marks", "comparable_key"]
 
 R = TypeVar("R")
 
 TIE_RULE = ("fastest = lowest p50; others are tied with it unless their 95 % p50 intervals are more than 10 % "
-            "apart (without intervals: p50 more than 10 % apart) — the rule that decides regressions")
+            "apart (without intervals: p50 apart by more than max(10 %, each record's window spread)) — the rule "
+            "that decides regressions")
 
 
 def tied(a, b) -> bool:
@@ -31,7 +33,8 @@ def tied(a, b) -> bool:
     la, lb = a.latency, b.latency
     if la.p50_ci_us and lb.p50_ci_us:
         return classify_intervals(la.p50_ci_us, lb.p50_ci_us)[1] == "within noise"
-    return classify(la.p50_us, lb.p50_us, NOISE_FLOOR)[1] == "within noise"
+    noise = noise_threshold(figure_spread(a), figure_spread(b))
+    return classify(la.p50_us, lb.p50_us, noise)[1] == "within noise"
 
 
 def by_speed(records: Sequence[R]) -> list[R]:

@@ -7,11 +7,39 @@ ties configurations with them; `bench.ab` decides interleaved A/B runs with `cla
 
 from __future__ import annotations
 
-__all__ = ["NOISE_FLOOR", "SEPARATION", "classify", "classify_intervals", "classify_ratio"]
+from typing import Optional
+
+__all__ = ["NOISE_FLOOR", "SEPARATION", "window_spread", "figure_spread", "noise_threshold", "classify",
+           "classify_intervals", "classify_ratio"]
 
 NOISE_FLOOR = 0.10
 SEPARATION = 0.10
 _EPS = 1e-9  # 110/100 − 1 is 0.10000000000000009 in floating point: exactly at the threshold is noise
+
+
+def window_spread(window_p50s_us: list[float]) -> Optional[float]:
+    """(max − min) / median of the per-window p50s: how much the run disagreed with itself."""
+    values = sorted(v for v in window_p50s_us if v > 0)
+    if len(values) < 2:
+        return None
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return (values[-1] - values[0]) / median
+
+
+def figure_spread(record) -> Optional[float]:
+    """The window spread of the windows a record's figures came from: a report row's `window_spread`,
+    or from a bench record's `window_p50s_us` (the last `figure_windows` of them); None without windows."""
+    if hasattr(record, "window_spread"):
+        return record.window_spread
+    p50s = getattr(record, "window_p50s_us", None) or []
+    used = getattr(record, "figure_windows", None)
+    return window_spread(p50s[-used:] if used else p50s)
+
+
+def noise_threshold(*spreads: Optional[float]) -> float:
+    """Noise for a p50 change without intervals: the floor, or the larger spread the runs measured."""
+    return max([NOISE_FLOOR, *(s for s in spreads if s is not None)])
 
 
 def classify(old_p50: float, new_p50: float, noise: float) -> tuple[float, str]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import Optional
 from urllib.parse import urlsplit
 
-from deploykit.noise import NOISE_FLOOR, SEPARATION, classify, classify_intervals
+from deploykit.noise import (NOISE_FLOOR, SEPARATION, classify, classify_intervals, figure_spread, noise_threshold,
+                             window_spread)
 from deploykit.results import BenchRecord, LoadStep, ResultsFile
 from deploykit.report.schema import BaselineDiff, BaselineSummary, LatencyRow, LoadRow
 
@@ -35,20 +36,6 @@ NOISE_RULE = (
     "max(10 %, each run's window spread = (max − min)/median of its window p50s); matched on (dataset, model, "
     "format, target, batch, threads), load steps on (URL path, mode, concurrency or rate)"
 )
-
-
-def window_spread(window_p50s_us: list[float]) -> Optional[float]:
-    """(max − min) / median of the per-window p50s: how much the run disagreed with itself."""
-    values = sorted(v for v in window_p50s_us if v > 0)
-    if len(values) < 2:
-        return None
-    mid = len(values) // 2
-    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-    return (values[-1] - values[0]) / median
-
-
-def noise_threshold(*spreads: Optional[float]) -> float:
-    return max([NOISE_FLOOR, *(s for s in spreads if s is not None)])
 
 
 def _bench_key(dataset, model, fmt, target, batch, threads) -> tuple:
@@ -117,8 +104,7 @@ def compare_with_baseline(rows: list[LatencyRow], load_rows: list[LoadRow], base
             notes.append(f"95 % intervals {_ci_text(old.latency.p50_ci_us)} → {_ci_text(row.latency.p50_ci_us)}"
                          + (f", apart by {abs(gap):.0%}" if gap else ", overlapping"))
         else:
-            old_used = old.window_p50s_us[-old.figure_windows:] if old.figure_windows else old.window_p50s_us
-            noise = noise_threshold(window_spread(old_used), row.window_spread)
+            noise = noise_threshold(figure_spread(old), figure_spread(row))
             change, verdict = classify(old.latency.p50_us, row.latency.p50_us, noise)
             gap = None
         if old_host != hostnames.get(row.source, old_host):

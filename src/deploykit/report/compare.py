@@ -22,7 +22,8 @@ from typing import Optional
 from deploykit import __version__
 from deploykit.manifest import ModelManifest
 from deploykit.results import BenchRecord, MachineInfo, ResultsFile
-from deploykit.report.baseline import compare_with_baseline, window_spread
+from deploykit.noise import figure_spread
+from deploykit.report.baseline import compare_with_baseline
 from deploykit.report.inputs import Inputs
 from deploykit.report.schema import (ArtifactRow, Compat, LatencyRow, LoadRow, Report, Source, TrainingRow,
                                      TrainRun)
@@ -75,7 +76,6 @@ def _op_text(op) -> str:
 
 
 def _row(sid: str, results: ResultsFile, r: BenchRecord) -> LatencyRow:
-    used = r.window_p50s_us[-r.figure_windows:] if r.figure_windows else r.window_p50s_us
     import_ms = r.import_ms if r.import_ms is not None else r.extra.get("import_ms")  # files before the field
     return LatencyRow(
         source=sid, kind=results.kind, machine=machine_label(results.machine), host=results.machine.hostname,
@@ -86,7 +86,7 @@ def _row(sid: str, results: ResultsFile, r: BenchRecord) -> LatencyRow:
         process_start_ms=r.process_start_ms, import_ms=import_ms, load_ms=r.load_ms,
         first_inference_ms=r.first_inference_ms, cold_start_ms=r.cold_start_ms, peak_rss_bytes=r.peak_rss_bytes,
         warmup_s=r.warmup_s, window_s=r.window_s, windows=r.windows, figure_windows=r.figure_windows,
-        window_spread=window_spread(used), stable=r.stable,
+        window_spread=figure_spread(r), stable=r.stable,
         artifact_bytes=r.artifact_bytes, accuracy=r.accuracy, max_abs_diff=r.max_abs_diff,
         top1_agreement=r.top1_agreement, compat=normalise_compat(r.compat, sid) if r.compat else None, extra=r.extra,
     )
