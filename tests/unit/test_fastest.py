@@ -91,8 +91,30 @@ def test_pareto_labels_every_point_and_no_optimal_point_is_dominated(report):
 
 
 def test_one_recommendation_per_model_and_target_with_its_numbers(report):
-    lines = recommendations(report)
+    lines = [r.text for r in recommendations(report)]
     models = {r.model for r in report.rows if r.status == "ok" and r.latency}
     assert len(lines) == len(models) and all(line.startswith("serve ") for line in lines)
     assert all(" p50 at batch " in line and "(" in line for line in lines)
     assert any("against onnx" in line for line in lines)
+
+
+def test_report_json_carries_the_decisions_as_data(report):
+    from deploykit.report import report_json
+
+    data = json.loads(report_json(report))["decisions"]
+    assert data["rule"] and data["recommendations"] and data["pareto"]
+    rows = {(r.model, r.format): r for r in report.rows if r.status == "ok" and r.latency and r.batch == 1}
+    for rec in data["recommendations"]:
+        row = rows[(rec["model"], rec["format"])]
+        assert rec["p50_us"] == row.latency.p50_us and rec["batch"] == 1
+        assert f"serve {rec['model']} as {rec['format']} on {rec['target']}" in rec["text"]
+        if rec["reference_format"]:
+            ref = rows[(rec["model"], rec["reference_format"])]
+            assert rec["size_ratio"] == pytest.approx(row.artifact_bytes / ref.artifact_bytes)
+            assert rec["accuracy_change_pp"] == pytest.approx((row.accuracy - ref.accuracy) * 100)
+            assert f"{rec['size_ratio']:.2f}× size" in rec["text"]
+        assert all(t != rec["format"] for t in rec["tied_with"])
+    tables = pareto_tables(report)
+    assert [[(p["label"], p["optimal"], p["dominated_by"]) for p in t["points"]] for t in data["pareto"]] == \
+        [[(p.label, p.optimal, p.dominated_by) for p in t.points] for t in tables]
+    assert all(p["p50_us"] > 0 and "/" in p["label"] for t in data["pareto"] for p in t["points"])

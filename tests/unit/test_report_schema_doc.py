@@ -15,7 +15,8 @@ MODELS = [results.ResultsFile, results.ABResultsFile, results.ABComparison, resu
           results.LatencyStats, results.LoadStep, results.TrainingRecord, results.TrainingRun,
           report_schema.Report, report_schema.Source, report_schema.LatencyRow, report_schema.Compat,
           report_schema.LoadRow, report_schema.FrameworkRow, report_schema.TrainingRow, report_schema.ArtifactRow, report_schema.TrainRun,
-          report_schema.BaselineSummary, report_schema.BaselineDiff]
+          report_schema.BaselineSummary, report_schema.BaselineDiff, report_schema.Decisions,
+          report_schema.Recommendation, report_schema.ParetoChoices, report_schema.ParetoEntry]
 
 
 @pytest.fixture(scope="module")

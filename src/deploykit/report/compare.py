@@ -235,11 +235,16 @@ def build_report(inputs: Inputs, baseline: list[tuple[Path, ResultsFile]] = ()) 
         summary = compare_with_baseline(rows, load_rows, base_pairs, hostnames)
     from deploykit.report.frameworks import ARTICLE_FIGURES, framework_rows
 
+    from deploykit.report.decide import decisions
+
     frameworks = framework_rows(compared, rows)
-    return Report(generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), deploykit_version=__version__,
-                  sources=sources, rows=rows, load_steps=load_rows, training=training, train_runs=train_runs,
-                  frameworks=frameworks, article_figures=ARTICLE_FIGURES if frameworks else [],
-                  baseline=summary, notes=notes)
+    report = Report(generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), deploykit_version=__version__,
+                    sources=sources, rows=rows, load_steps=load_rows, training=training, train_runs=train_runs,
+                    frameworks=frameworks, article_figures=ARTICLE_FIGURES if frameworks else [],
+                    baseline=summary, notes=notes)
+    if any(r.status == "ok" and r.latency for r in rows):
+        report.decisions = decisions(report)
+    return report
 
 
 def report_json(report: Report) -> str:

@@ -62,7 +62,8 @@ def _context(report: Report) -> dict:
         compat_rows=[r for r in report.rows if r.compat is not None],
         summary_columns=summary_columns, summary_batch=summary_batch, summaries=summaries,
         stage_tables=view.stage_tables(report),
-        recommendations=decide.recommendations(report), pareto=decide.pareto_tables(report), tie_rule=TIE_RULE,
+        recommendations=[r.text for r in (report.decisions or decide.decisions(report)).recommendations],
+        pareto=decide.pareto_tables(report), tie_rule=TIE_RULE,
         several_datasets=len({r.dataset for r in report.rows} | {t.dataset for t in report.training}) > 1,
     )
 

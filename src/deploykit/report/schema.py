@@ -28,6 +28,10 @@ __all__ = [
     "TrainRun",
     "BaselineDiff",
     "BaselineSummary",
+    "Recommendation",
+    "ParetoEntry",
+    "ParetoChoices",
+    "Decisions",
     "Report",
 ]
 
@@ -210,6 +214,59 @@ class BaselineSummary(_Model):
     diffs: list[BaselineDiff] = Field(default_factory=list)
 
 
+class Recommendation(_Model):
+    """One model on one target: the format to serve and the numbers behind it (report.decide)."""
+
+    dataset: Optional[str] = None
+    model: str
+    target: str = Field(description="the target as the report titles it (`cpu`, `rpi4 (emulated)`, …)")
+    host: str
+    emulated: bool = False
+    batch: int = Field(description="the smallest batch measured, where every recommendation is made")
+    format: str = Field(description="the recommended format")
+    p50_us: float
+    p50_ci_us: Optional[list[float]] = None
+    accuracy: Optional[float] = None
+    artifact_bytes: Optional[int] = None
+    reference_format: Optional[str] = Field(None, description="what accuracy and size are stated against")
+    accuracy_change_pp: Optional[float] = Field(None, description="accuracy − the reference's, percentage points")
+    size_ratio: Optional[float] = Field(None, description="size / the reference's size")
+    tied_with: list[str] = Field(default_factory=list, description="formats within noise of the fastest")
+    reason: str = Field(description="fastest beyond noise | the only format measured | tied (chosen for accuracy, then size)")
+    next_format: Optional[str] = Field(None, description="the fastest format not tied with the pick")
+    next_p50_us: Optional[float] = None
+    text: str = Field(description="the line the HTML and Markdown reports print")
+
+
+class ParetoEntry(_Model):
+    model: str
+    format: str
+    label: str = Field(description="model/format, as the Pareto plot labels the point")
+    p50_us: float
+    p50_ci_us: Optional[list[float]] = None
+    artifact_bytes: Optional[int] = None
+    accuracy: Optional[float] = None
+    optimal: bool = Field(description="no other point is at least as fast (or tied), small and accurate, and better in one")
+    dominated_by: Optional[str] = Field(None, description="label of a point that dominates this one")
+
+
+class ParetoChoices(_Model):
+    target: str
+    host: str
+    machine: str
+    emulated: bool = False
+    batch: int
+    points: list[ParetoEntry] = Field(default_factory=list, description="Pareto-optimal first, then by p50")
+
+
+class Decisions(_Model):
+    """The report's "which one" section as data: recommendations and Pareto tables."""
+
+    rule: str = Field(description='the tie rule behind "fastest" and "tied", in words')
+    recommendations: list[Recommendation] = Field(default_factory=list)
+    pareto: list[ParetoChoices] = Field(default_factory=list)
+
+
 class FrameworkRow(_Model):
     """One compare-training record, beside the deployment latency of the same network's artifacts."""
 
@@ -248,6 +305,7 @@ class Report(_Model):
     article_figures: list[dict] = Field(
         default_factory=list, description="the source articles' published figures, theirs, shown beside ours")
     baseline: Optional[BaselineSummary] = None
+    decisions: Optional[Decisions] = Field(None, description="recommendations and Pareto tables (report.decide)")
     notes: list[str] = Field(default_factory=list, description="what the report could not use, and why")
 
     def source(self, source_id: str) -> Source:
