@@ -95,7 +95,8 @@ def test_http_predictions_equal_the_runtime_offline_predictions(servers, client,
         offline = predictor.predict(x)
     np.testing.assert_allclose(http, offline, rtol=0, atol=1e-6)
     assert [p["label"] for p in body["predictions"]] == offline.argmax(1).tolist()
-    assert int(r.headers["x-inference-time-us"]) >= 0 and int(r.headers["x-server-time-us"]) >= 0
+    assert 0 <= int(r.headers["x-inference-time-us"]) <= int(r.headers["x-server-time-us"])
+    assert 1 <= int(r.headers["x-batch-size"])  # the batch this request rode in: its own images, or more
 
 
 def test_flat_and_nested_images_give_the_same_answer(servers, client):

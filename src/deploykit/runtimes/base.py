@@ -7,6 +7,7 @@ Layout (NHWC/NCHW/flat), integer quantization and device placement live here, on
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -62,17 +63,26 @@ class Predictor(ABC):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Canonical input (N×28×28 float32 in [0,1]) → probabilities (N×classes float32)."""
+        return self.predict_timed(x)[0]
+
+    def predict_timed(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """`predict`, and the nanoseconds spent in the runtime call(s) alone: what `deploykit bench`
+        times (Predictor.run on a prepared tensor), so that serving's X-Inference-Time-Us and bench's
+        p50 describe the same work; input preparation and dequantization are not in it."""
         x = np.asarray(x, dtype=np.float32)
         if self.max_batch and len(x) > self.max_batch:
-            return np.concatenate([self.predict(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
+            parts = [self.predict_timed(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
+            return np.concatenate([p for p, _ in parts]), sum(ns for _, ns in parts)
         tensor = to_input(x, self.input_spec)
         try:
+            t = time.perf_counter_ns()
             raw = self.run(tensor)
+            run_ns = time.perf_counter_ns() - t
         except DeployKitError:
             raise
         except Exception as exc:  # the runtime boundary: a backend's own exception becomes ours, cause kept
             raise InferenceError(f"{self.runtime} failed on a batch of {len(x)}: {one_line(exc)}") from exc
-        return from_output(raw, self.output_spec)
+        return from_output(raw, self.output_spec), run_ns
 
     @abstractmethod
     def run(self, tensor: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ Routes (BentoML itself serves /livez, /readyz, /metrics and the docs UI at /):
 Every answer is JSON. Client errors are 4xx with ``{"error": {"code", "message"}}`` (the protocol
 routes: ``{"error": "…", "code"}``), a few hundred bytes at most; overload and not-ready are 503 with
 Retry-After. Successful answers carry ``X-Inference-Time-Us`` (model compute of the batch the request
-ran in) and ``X-Server-Time-Us`` (from the request's arrival in the handler to the answer: body read,
+ran in: the runtime call alone, what `deploykit bench` times), ``X-Batch-Size`` (that batch's images) and ``X-Server-Time-Us`` (from the request's arrival in the handler to the answer: body read,
 decode, queue, compute, encode). A request may carry a deadline, ``X-Request-Timeout-Ms`` (or the
 OIP ``parameters.timeout``), counted from its arrival: work still queued past it is dropped, 503.
 """
@@ -36,9 +36,10 @@ from deploykit.serving.engine import Engine
 from deploykit.serving.errors import BadRequest, Overloaded, error_body
 from deploykit.serving.metrics import ServingMetrics
 
-__all__ = ["ServingApp", "INFERENCE_TIME_HEADER", "SERVER_TIME_HEADER", "TIMEOUT_HEADER"]
+__all__ = ["ServingApp", "INFERENCE_TIME_HEADER", "BATCH_HEADER", "SERVER_TIME_HEADER", "TIMEOUT_HEADER"]
 
 INFERENCE_TIME_HEADER = "X-Inference-Time-Us"
+BATCH_HEADER = "X-Batch-Size"
 SERVER_TIME_HEADER = "X-Server-Time-Us"
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
 _IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -117,12 +118,13 @@ class ServingApp:
             x, context, asked = await parse(request, data)
             if asked is not None:
                 deadline = min(deadline, start / 1e9 + asked) if deadline is not None else start / 1e9 + asked
-            probs, compute_us = await engine.infer(x, deadline=deadline)
+            probs, compute_us, batch = await engine.infer(x, deadline=deadline)
             content, headers, media = render(engine, probs, context)
             server_us = (time.perf_counter_ns() - start) / 1e3
             self.metrics.observe(endpoint, engine.info.format, 200, server_us)
             return Response(content, media_type=media, headers={
-                **headers, INFERENCE_TIME_HEADER: f"{compute_us:.0f}", SERVER_TIME_HEADER: f"{server_us:.0f}"})
+                **headers, INFERENCE_TIME_HEADER: f"{compute_us:.0f}", BATCH_HEADER: str(batch),
+                SERVER_TIME_HEADER: f"{server_us:.0f}"})
         except BadRequest as exc:
             return await self._error(endpoint, exc, start, body, errors)
         finally:
@@ -165,7 +167,7 @@ class ServingApp:
                 "max_batch_size", "max_latency_ms", "max_images", "max_body_bytes", "max_image_pixels", "max_queue",
                 "max_concurrency", "max_uploads", "body_timeout_s", "decode_threads")},
             "invert": settings.invert, "threads": settings.threads, "device": settings.device,
-            "headers": {"inference_time": INFERENCE_TIME_HEADER, "server_time": SERVER_TIME_HEADER,
+            "headers": {"inference_time": INFERENCE_TIME_HEADER, "batch": BATCH_HEADER, "server_time": SERVER_TIME_HEADER,
                         "timeout": TIMEOUT_HEADER},
         }
         return Response(_encoder.encode(body), media_type=JSON)

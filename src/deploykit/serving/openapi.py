@@ -90,8 +90,11 @@ def schemas(served: ServedInput, max_images: int, classes: int) -> dict:
 
 
 _TIME_HEADERS = {
-    "X-Inference-Time-Us": {"description": "model compute time of the batch this request ran in, µs",
+    "X-Inference-Time-Us": {"description": "model compute time of the batch this request ran in (the runtime "
+                                           "call, as deploykit bench times it), µs",
                             "schema": {"type": "integer"}},
+    "X-Batch-Size": {"description": "images in the model call this request ran in (adaptive batching)",
+                     "schema": {"type": "integer"}},
     "X-Server-Time-Us": {"description": "time in the handler (read, decode, queue, compute, encode), µs",
                          "schema": {"type": "integer"}},
 }
