@@ -56,7 +56,7 @@ def test_keras_backends_and_torch_compile_export_what_they_allow(full_mnist_dir,
     for name in names:
         for net in ("mlp", "cnn"):
             manifest = ModelManifest.read(tmp_path / "mnist" / model_name(name, net))
-            planned, not_exported = _formats(export_plan(VARIANTS[name]), "all", net)
+            planned, not_exported = _formats(export_plan(VARIANTS[name], net), "all", net)
             assert [a.format for a in manifest.artifacts] == planned
             assert all(a.status == "passed" for a in manifest.artifacts), [(a.format, a.error) for a in manifest.artifacts]
             assert manifest.training.extra["not_exported"] == not_exported

@@ -26,6 +26,7 @@ class ExportPlan:
     output_kind: Optional[str]  # deploykit.outputs kind of what the model returns; None: the framework's default
     only: Optional[frozenset[str]] = None  # formats this backend allows; None: every format of `framework`
     not_exportable: str = ""  # why the other formats of a Keras model are not produced
+    refused: tuple[tuple[str, str], ...] = ()  # (format, why): formats of `only` this network cannot take
 
 
 _KERAS_ONNX = ("deploykit's Keras ONNX path is tf2onnx on a tf.function around the model, which cannot trace "
@@ -34,7 +35,11 @@ _KERAS_TF_ONLY = ("Keras' tf_saved_model export (behind savedmodel and every TFL
                   "PyTorch backend here; the model is a torch.nn.Module, exported with the PyTorch exporters")
 
 
-def export_plan(variant) -> ExportPlan:
+_JAX_POOL_INT8 = ("jax2tf lowers average pooling to stablehlo.reduce_window, which TFLite's full-integer converter "
+                  "cannot express (the float and dynamic-range TFLite formats convert it)")
+
+
+def export_plan(variant, net: str = "mlp") -> ExportPlan:
     """How a variant's trained model is exported (probed on Keras 3.13: see docs/frameworks.md)."""
     if variant.framework == "paddle":
         return ExportPlan("paddle", "logits")
@@ -42,7 +47,8 @@ def export_plan(variant) -> ExportPlan:
         return ExportPlan("torch", None)
     if variant.backend == "jax":  # Keras exports a SavedModel through jax2tf; TFLite converts from it
         return ExportPlan("keras", None, frozenset({"savedmodel", "tflite-fp32", "tflite-fp16", "tflite-dynamic",
-                                                   "tflite-int8", "tflite-qat"}), _KERAS_ONNX)
+                                                   "tflite-int8", "tflite-qat"}), _KERAS_ONNX,
+                          (("tflite-int8", _JAX_POOL_INT8),) if net == "cnn" else ())
     if variant.backend == "torch":  # a Keras model on PyTorch is a torch.nn.Module ending in softmax
         return ExportPlan("torch", "probs", None, _KERAS_TF_ONLY)
     return ExportPlan("keras", None)
@@ -67,13 +73,15 @@ def _formats(plan: ExportPlan, formats, net: str) -> tuple[list[str], dict[str, 
     """(formats to export, {format: why not}) for what was asked of a Keras-built model."""
     from deploykit.export import resolve_formats
 
+    refused = dict(plan.refused)
     exporters = [c.key for c in resolve_formats(formats, plan.framework, net)]
     if plan.only is not None:
         exporters = [k for k in exporters if k in plan.only]
     if not plan.not_exportable:
         return exporters, {}
     asked = [c.key for c in resolve_formats(formats, "keras", net)]
-    return exporters, {k: plan.not_exportable for k in asked if k not in exporters}
+    why = {k: refused.get(k, plan.not_exportable) for k in asked if k not in exporters or k in refused}
+    return [k for k in exporters if k not in refused], why
 
 
 def export_variant(variant, trained, cfg, data, probs: np.ndarray, accuracy: float, spec: dict) -> list[dict]:
@@ -84,7 +92,7 @@ def export_variant(variant, trained, cfg, data, probs: np.ndarray, accuracy: flo
     from deploykit.pipeline import QuietReporter, export_and_prove, export_samples, save_framework_model, write_reference
     from deploykit.validate import PARITY_SAMPLES
 
-    plan = export_plan(variant)
+    plan = export_plan(variant, cfg.net)
     name = model_name(variant.name, cfg.net)
     model_dir = Path(spec["export_dir"]) / spec["dataset"] / name
     if spec.get("clean"):
