@@ -31,7 +31,7 @@ DISTRIBUTED_LOSS_RTOL = 0.02
 def small_data(full_mnist_dir, tmp_path_factory):
     from deploykit.compare.runner import prepare_data
 
-    path, _ = prepare_data("mnist", tmp_path_factory.mktemp("data"), epochs=2, seed=0, subset=SUBSET,
+    path, _, _ = prepare_data("mnist", tmp_path_factory.mktemp("data"), epochs=2, seed=0, subset=SUBSET,
                            data_dir=full_mnist_dir)
     return dict(np.load(path))
 
