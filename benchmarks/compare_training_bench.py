@@ -3,6 +3,11 @@ ratios the source articles argue about, measured side by side in one run.
 
     .venv/bin/python benchmarks/compare_training_bench.py                       # mlp+cnn, all variants, 2 epochs
     .venv/bin/python benchmarks/compare_training_bench.py --nets mlp --epochs 10   # the articles' accuracy setting
+    # what docs/frameworks.md records (all variants on the CNN take hours on 2 shared cores):
+    .venv/bin/python benchmarks/compare_training_bench.py --nets cnn --epochs 2 \
+        --variants keras-sequential,keras-tape,keras-fit-xla,keras-jax,torch,torch-compile,paddle
+    .venv/bin/python benchmarks/compare_training_bench.py --nets mlp --epochs 10 --threads 1 \
+        --variants keras-sequential,keras-functional,keras-subclass,torch,paddle
 
 Prints the table, then: graph vs eager (fit and GradientTape), XLA vs graph, the three Keras APIs,
 Keras backends against TensorFlow, PyTorch and Paddle against Keras, torch.compile against eager

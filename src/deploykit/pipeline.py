@@ -24,7 +24,8 @@ from deploykit.manifest import (REFERENCE_NAME, ArtifactEntry, DataInfo, ModelMa
 from deploykit.runtimes import get_runtime
 from deploykit.validate import PARITY_SAMPLES
 
-__all__ = ["Reporter", "QuietReporter", "RunSummary", "export_and_prove", "train_export", "check_out_dir"]
+__all__ = ["Reporter", "QuietReporter", "RunSummary", "export_and_prove", "train_export", "check_out_dir",
+           "export_samples", "save_framework_model", "write_reference"]
 
 
 class Reporter(Protocol):
@@ -226,9 +227,7 @@ def train_export(
     reporter.note(f"{dataset}: {len(ds.x_train)} train / {len(ds.x_test)} test images from {ds.source} ({ds.location})")
     data_info = DataInfo(name=dataset, source=ds.source, location=ds.location, train_samples=len(ds.x_train),
                          test_samples=len(ds.x_test), note=ds.note, origin=ds.origin, verified=ds.verified)
-    rng = np.random.default_rng(seed)
-    calib_x = x_train[rng.choice(len(x_train), min(calibration_samples, len(x_train)), replace=False)]
-    qat_idx = rng.choice(len(x_train), min(qat_samples, len(x_train)), replace=False)
+    calib_x, qat_idx = export_samples(x_train, seed, calibration_samples, qat_samples)
     n_ref = min(PARITY_SAMPLES, len(x_test))
 
     for spec in specs:
@@ -254,7 +253,7 @@ def train_export(
                                   extra={"api": spec.api, "description": spec.description, "history": result.history}),
             reference=write_reference(model_dir, ds.x_test[:n_ref], ds.y_test[:n_ref], ref_probs),
         )
-        _save_framework_model(result.model, spec.framework, model_dir)
+        save_framework_model(result.model, spec.framework, model_dir)
         # Artifacts of an earlier run stay listed, marked stale (they came from other weights) until
         # this run re-exports their format; --clean deletes them first instead.
         carry_over_entries(manifest, model_dir, same_source=False)
@@ -283,10 +282,21 @@ def train_export(
     return summary
 
 
-def _save_framework_model(model: Any, framework: str, model_dir: Path) -> None:
-    """Keep the trained framework model too (Keras `.keras`, torch weights-only state dict)."""
+def export_samples(x_train: np.ndarray, seed: int, calibration_samples: int, qat_samples: int):
+    """(int8 calibration images, indices of the QAT fine-tuning images): seeded draws from the train set."""
+    rng = np.random.default_rng(seed)
+    calib_x = x_train[rng.choice(len(x_train), min(calibration_samples, len(x_train)), replace=False)]
+    return calib_x, rng.choice(len(x_train), min(qat_samples, len(x_train)), replace=False)
+
+
+def save_framework_model(model: Any, framework: str, model_dir: Path) -> None:
+    """Keep the trained framework model too (Keras `.keras`, torch/Paddle weights-only state dict)."""
     if framework == "keras":
         model.save(model_dir / "model.keras")
+    elif framework == "paddle":
+        import paddle
+
+        paddle.save(model.state_dict(), str(model_dir / "model.pdparams"))
     else:
         import torch
 

@@ -189,7 +189,9 @@ class TrainingRecord(_Model):
     scaling: Optional[float] = Field(
         None, description="distributed runs: steady seconds/epoch of the one-process variant ÷ this one's")
     runs: list[TrainingRun] = Field(default_factory=list)
-    artifact: Optional[dict] = Field(None, description="exported and proven artifact (Paddle → ONNX): status, manifest")
+    artifacts: list[dict] = Field(
+        default_factory=list, description="exported artifacts (Paddle's ONNX; every format under train-export "
+        "--variants): format, status (passed/exported/failed/not exported), error, manifest, accuracy, parity")
     extra: dict = Field(default_factory=dict, description="what the framework resolved, e.g. jit_compile")
 
 

@@ -90,3 +90,22 @@ def test_cli_bad_input_is_one_line(tmp_path, args, needle):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+
+
+def test_export_plan_per_framework_and_keras_backend():
+    from deploykit.compare.export import _formats, export_plan
+
+    def plan(name, formats="all", net="mlp"):
+        return _formats(export_plan(VARIANTS[name], net), formats, net)
+
+    keras_all, none = plan("keras-tape")
+    assert {"savedmodel", "tflite-qat", "onnx", "onnx-int8"} <= set(keras_all) and none == {}
+    jax, jax_not = plan("keras-jax")
+    assert "savedmodel" in jax and "tflite-int8" in jax and set(jax_not) == {"onnx", "onnx-int8"}
+    assert "tf2onnx" in jax_not["onnx"]
+    jax_cnn, jax_cnn_not = plan("keras-jax", net="cnn")  # JAX's pooling does not convert to full-int8 TFLite
+    assert "tflite-int8" not in jax_cnn and "tflite-fp32" in jax_cnn and "reduce_window" in jax_cnn_not["tflite-int8"]
+    on_torch, torch_not = plan("keras-torch", "onnx,tflite-fp32,torchscript")
+    assert on_torch == ["onnx", "torchscript"] and set(torch_not) == {"tflite-fp32"}
+    assert plan("torch-compile", "onnx,tflite-fp32") == (["onnx"], {})  # a torch model: tflite does not apply
+    assert plan("paddle", "all", "cnn") == (["onnx"], {})

@@ -58,3 +58,20 @@ def test_no_comparison_no_section():
     report = build_report(load_inputs([FIXTURES / "bench-cpu.json"]))
     assert report.frameworks == [] and report.article_figures == []
     assert "Frameworks" not in render_markdown(report)
+
+
+def test_a_variant_exported_by_train_export_shows_its_own_artifacts(tmp_path):
+    from types import SimpleNamespace
+
+    from deploykit.report.frameworks import framework_rows
+    from deploykit.results import read_results
+
+    def lat(model, fmt, p50):
+        return SimpleNamespace(model=model, format=fmt, batch=1, status="ok", latency=SimpleNamespace(p50_us=p50))
+
+    results = read_results(_comparison(tmp_path))
+    latency = [lat("torch-mlp", "onnx", 20.0), lat("keras-cnn", "onnx", 30.0), lat("keras-sequential-cnn", "onnx", 31.0)]
+    rows = {(r.variant, r.net): r for r in framework_rows([("ct", results)], latency)}
+    assert rows[("keras-sequential", "cnn")].deploy_model == "keras-sequential-cnn"  # train-export --variants' folder
+    assert rows[("keras-sequential", "cnn")].deploy_p50_us == {"onnx": 31.0}
+    assert rows[("torch", "mlp")].deploy_model == "torch-mlp"  # none of its own: the reference model of its network

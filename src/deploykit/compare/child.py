@@ -69,10 +69,10 @@ def run_child(spec: dict) -> dict:
         "test_accuracy": accuracy, "test_loss": loss, "peak_rss_bytes": peak, "rss_before_training_bytes": rss_before,
         "import_s": import_s, "versions": trained.versions, "threads": threads, "extra": trained.extra,
     }
-    if spec.get("export_dir") and variant.framework == "paddle":
-        from deploykit.compare.paddle_export import export_paddle
+    if spec.get("export_dir") and spec.get("formats"):
+        from deploykit.compare.export import export_variant
 
-        result["artifact"] = export_paddle(trained, cfg, data, probs, accuracy, spec)
+        result["artifacts"] = export_variant(variant, trained, cfg, data, probs, accuracy, spec)
     return result
 
 

@@ -43,10 +43,9 @@ def compare_training_cmd(
         if r.reason:
             err_console.print(f"{r.status}: {r.variant} {r.net}: {r.reason}", markup=False, soft_wrap=True)
     for r in results.training:
-        if r.artifact:
-            console.print(f"{r.variant} {r.net}: {r.artifact['format']} {r.artifact['status']}"
-                          f"{': ' + r.artifact['error'] if r.artifact.get('error') else ''} ({r.artifact['manifest']})",
-                          markup=False, soft_wrap=True)
+        for a in r.artifacts:
+            console.print(f"{r.variant} {r.net}: {a['format']} {a['status']}"
+                          f"{': ' + a['error'] if a.get('error') else ''} ({a['manifest']})", markup=False, soft_wrap=True)
     console.print(f"results: {path}", markup=False, soft_wrap=True)
     console.print(f"tensorboard --logdir {results.settings['tensorboard']}", markup=False, soft_wrap=True)
 

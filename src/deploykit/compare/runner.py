@@ -36,7 +36,8 @@ def _resolve_nets(nets) -> list[str]:
 
 def prepare_data(dataset: str, out: Path, *, epochs: int, seed: int, subset: Optional[int],
                  data_dir: Optional[Path] = None, progress: Callable[[str], None] = lambda m: None):
-    """Load, normalise and subset once; one seeded order per epoch; all in OUT/data.npz for the children."""
+    """Load, normalise and subset once; one seeded order per epoch; all in OUT/data.npz for the children.
+    Returns (path, data info as the manifests record it, class names)."""
     from deploykit.data import load_dataset, normalize
 
     ds = load_dataset(dataset, data_dir, progress=progress)
@@ -47,12 +48,13 @@ def prepare_data(dataset: str, out: Path, *, epochs: int, seed: int, subset: Opt
         te = np.sort(rng.choice(len(x_test), min(subset, len(x_test)), replace=False))
         x_train, y_train, x_test, y_test = x_train[tr], y_train[tr], x_test[te], y_test[te]
     order = np.stack([rng.permutation(len(x_train)) for _ in range(epochs)]).astype(np.int64)
+    classes = list(ds.classes)
     path = out / "data.npz"
     np.savez(path, x_train=normalize(x_train), y_train=y_train.astype(np.int64), x_test=normalize(x_test),
              y_test=y_test.astype(np.int64), order=order)  # uncompressed: each child loads it fast
     info = {"name": dataset, "source": ds.source, "location": ds.location, "train_samples": len(x_train),
             "test_samples": len(x_test), "note": ds.note, "origin": ds.origin, "verified": ds.verified}
-    return path, info
+    return path, info, classes
 
 
 # The [paddle] extra cannot be resolved together with deploykit's onnx pin (paddle2onnx asks onnx<=1.17):
@@ -104,7 +106,15 @@ def _tail(path: Path) -> str:
 def compare_training(dataset: str, *, nets="mlp", variants=None, epochs: int = 2, repeats: int = 1,
                      threads: Optional[int] = None, subset: Optional[int] = None, batch_size: int = 32,
                      seed: int = 0, out: Path = Path("compare"), data_dir: Optional[Path] = None,
-                     export: bool = True, progress: Callable[[str], None] = lambda m: None) -> tuple[ResultsFile, Path]:
+                     export: bool = True, formats: Optional[str] = None, models_dir: Optional[Path] = None,
+                     export_options: Optional[dict] = None,
+                     progress: Callable[[str], None] = lambda m: None) -> tuple[ResultsFile, Path]:
+    """Every variant × net × repeat in its own child; the results file (kind compare-training) and its path.
+
+    Exports: with `formats` None only Paddle's ONNX (the comparison's "other framework through ONNX");
+    with `formats` (train-export --variants) every variant exports them, on its first repeat, into
+    `models_dir` (default OUT/models)/<dataset>/<variant>-<net>; `export_options` go to the child
+    (calibration_samples, qat_samples, qat_epochs, clean)."""
     from deploykit.pipeline import check_out_dir
 
     chosen = resolve_variants(variants)
@@ -118,7 +128,8 @@ def compare_training(dataset: str, *, nets="mlp", variants=None, epochs: int = 2
         raise UsageError(f"--threads {threads}: this process may use {cores} CPU(s)")
     out = check_out_dir(out)
     log_root = out / "tensorboard"
-    data_path, data_info = prepare_data(dataset, out, epochs=epochs, seed=seed, subset=subset, data_dir=data_dir,
+    models_dir = Path(models_dir) if models_dir else out / "models"
+    data_path, data_info, classes = prepare_data(dataset, out, epochs=epochs, seed=seed, subset=subset, data_dir=data_dir,
                                         progress=progress)
     progress(f"{dataset}: {data_info['train_samples']:,} train / {data_info['test_samples']:,} test from "
              f"{data_info['source']}; {len(chosen)} variant(s) × {len(net_names)} net(s) × {repeats} repeat(s)")
@@ -132,8 +143,9 @@ def compare_training(dataset: str, *, nets="mlp", variants=None, epochs: int = 2
                 run_name = f"{variant.name}-{net}/r{repeat}"
                 spec = {"variant": variant.name, "net": net, "epochs": epochs, "batch_size": batch_size, "seed": seed,
                         "threads": threads, "data": str(data_path), "log_dir": str(log_root / run_name),
-                        "dataset": dataset, "data_info": data_info,
-                        "export_dir": str(out / "models") if export and repeat == 0 else None}
+                        "dataset": dataset, "data_info": data_info, "classes": classes, **(export_options or {}),
+                        "export_dir": str(models_dir) if export and repeat == 0 else None,
+                        "formats": formats or ("onnx" if variant.framework == "paddle" else None)}
                 result = run_one(variant, spec, out / "runs" / run_name)
                 result["repeat"], result["log_dir"] = repeat, spec["log_dir"]
                 runs[(variant.name, net)].append(result)
@@ -192,7 +204,7 @@ def _record(variant: Variant, net: str, results: list[dict], missing: Optional[s
         samples_per_s=data_info["train_samples"] / per_epoch if per_epoch else None,
         peak_rss_bytes=max(r["peak_rss_bytes"] for r in ok), test_accuracy=_median(accs),
         test_accuracy_range=[min(accs), max(accs)], test_loss=_median([r["test_loss"] for r in ok]), runs=runs,
-        artifact=next((r["artifact"] for r in ok if r.get("artifact")), None),
+        artifacts=next((r["artifacts"] for r in ok if r.get("artifacts")), []),
         extra={**ok[0].get("extra", {}), **({"samples_per_s_from": "first epoch (one epoch run)"} if not steady_s else {})},
     )
 

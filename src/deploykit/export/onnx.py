@@ -17,6 +17,8 @@ batch dimension "batch".
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 from pathlib import Path
 from typing import ClassVar, Optional
@@ -158,14 +160,32 @@ def _from_paddle(ctx: ExportContext, opset: int, fmt: str, tmp: Path):
     model = with_softmax(ctx.model) if ctx.source_kind == "logits" else ctx.model
     model.eval()
     spec = [paddle.static.InputSpec(shape=[None, *ctx.input.shape[1:]], dtype=ctx.input.dtype, name=ctx.input.name)]
+    # paddle2onnx folds constants with polygraphy (the [paddle-deps] extra) and sets
+    # POLYGRAPHY_AUTOINSTALL_DEPS=1 for it: put that back, so nothing later pip-installs at run time.
+    autoinstall = os.environ.get("POLYGRAPHY_AUTOINSTALL_DEPS")
     with captured_output() as log:
         try:
             paddle.onnx.export(model, str(tmp / "model"), input_spec=spec, opset_version=opset)
             proto = onnx.load(str(tmp / "model.onnx"))  # paddle logs its failures and writes nothing
         except Exception as exc:  # paddle2onnx raises many types; wrapped, cause kept
             raise export_error(fmt, "paddle.onnx.export failed", exc, log) from exc
+        finally:
+            if autoinstall is None:
+                os.environ.pop("POLYGRAPHY_AUTOINSTALL_DEPS", None)
+            else:
+                os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = autoinstall
     _tidy(proto, OUTPUT_NAME)  # paddle names its output fetch_name_0
-    return proto, tool_versions("paddlepaddle", "paddle2onnx", "onnx")
+    versions = tool_versions("paddlepaddle", "paddle2onnx", "onnx", "polygraphy", "onnx-graphsurgeon")
+    return proto, {**versions, "constant_folding": _folding(log.text)}
+
+
+def _folding(log: str) -> str:
+    """What paddle2onnx's polygraphy pass did, from its log: 'polygraphy: 42 → 22 nodes' or why it was skipped."""
+    counts = re.findall(r"Original:\s*(\d+), After Folding:\s*(\d+)", log)
+    if counts:
+        return f"polygraphy: {counts[0][0]} → {counts[-1][1]} nodes"
+    skipped = re.search(r"Fail to fold onnx model with error: (.*?)\. Skip folding", log)
+    return f"skipped: {skipped.group(1)[:200]}" if skipped else "skipped: paddle2onnx reported no folding"
 
 
 def check_batches(path: Path, spec: InputSpec, ctx: ExportContext, fmt: str, batches=(1, 7)) -> None:

@@ -37,7 +37,8 @@ def framework_rows(results_files, latency_rows) -> list:
     rows = []
     for source_id, results in results_files:
         for r in results.training:
-            model = deployed_model(r.variant, r.framework, r.net)
+            own = f"{r.variant}-{r.net}"  # the variant's own folder (train-export --variants), else its network's
+            model = own if any(lat.model == own for lat in latency_rows) else deployed_model(r.variant, r.framework, r.net)
             deploy: dict[str, float] = {}
             for lat in latency_rows:
                 if lat.model == model and lat.batch == 1 and lat.status == "ok" and lat.latency is not None:
