@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deploykit import __version__
 from deploykit.errors import ManifestError
@@ -193,6 +193,16 @@ class TrainingRecord(_Model):
         default_factory=list, description="exported artifacts (Paddle's ONNX; every format under train-export "
         "--variants): format, status (passed/exported/failed/not exported), error, manifest, accuracy, parity")
     extra: dict = Field(default_factory=dict, description="what the framework resolved, e.g. jit_compile")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_artifact_to_rows(cls, data):
+        """Files written before `artifacts` held one `artifact` (Paddle's ONNX): read it as one row."""
+        if isinstance(data, dict) and "artifact" in data and "artifacts" not in data:
+            data = dict(data)
+            one = data.pop("artifact")
+            data["artifacts"] = [one] if one else []
+        return data
 
 
 class ResultsFile(_FileModel):

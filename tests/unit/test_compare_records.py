@@ -109,3 +109,13 @@ def test_export_plan_per_framework_and_keras_backend():
     assert on_torch == ["onnx", "torchscript"] and set(torch_not) == {"tflite-fp32"}
     assert plan("torch-compile", "onnx,tflite-fp32") == (["onnx"], {})  # a torch model: tflite does not apply
     assert plan("paddle", "all", "cnn") == (["onnx"], {})
+
+
+def test_a_record_written_with_the_single_artifact_field_still_loads():
+    from deploykit.results import TrainingRecord
+    old = dict(variant="paddle", net="mlp", framework="paddle", style="s", description="d", status="ok", epochs=1,
+               batch_size=32, train_samples=10, test_samples=10, threads=1,
+               artifact={"format": "onnx", "status": "passed"})
+    assert TrainingRecord.model_validate(old).artifacts == [{"format": "onnx", "status": "passed"}]
+    old["artifact"] = None
+    assert TrainingRecord.model_validate(old).artifacts == []
