@@ -209,3 +209,31 @@ def test_invalid_load_step_and_withheld_tails_render_as_such(tmp_path):
     for text in (html, md):
         assert "invalid" in text and "load generator could not keep the schedule" in text
         assert "too few samples" in text
+
+
+def test_op_profiles_get_their_own_section_once_per_artifact(report):
+    """edge bench --op-profile: each profiled artifact's top operators (or why there are none) in both
+    renderings, one row per artifact and target although every batch's record carries the profile."""
+    profiled = report.model_copy(deep=True)
+    artifacts = {}
+    for r in profiled.rows:
+        artifacts.setdefault((r.model, r.format, r.target), []).append(r)
+    (a_rows, b_rows) = list(artifacts.values())[:2]
+    for r in a_rows:
+        r.extra = {**r.extra, "op_profile": {"source": "onnxruntime profiler", "calls": 100, "batch": 1,
+                                             "top": [{"op": "Conv", "us_per_call": 12.5, "share": 0.61},
+                                                     {"op": "Gemm", "us_per_call": 3.25, "share": 0.16}]}}
+    for r in b_rows:
+        r.extra = {**r.extra, "op_profile": {"not_available": "not available: no per-operator profiler here"}}
+    html_text, md = render_html(profiled, []), render_markdown(profiled)
+    section = _op_section(html_text)
+    assert "Conv 12.5 µs (61 %) · Gemm 3.2 µs (16 %)" in section
+    assert "not available: no per-operator profiler here" in section
+    assert section.count("<tr>") == 1 + 2  # header + one row per artifact × target
+    assert "Conv 12.5 µs (61 %)" in md and "not available: no per-operator profiler here" in md
+    assert 'id="op-profile"' not in render_html(report, [])
+
+
+def _op_section(html_text: str) -> str:
+    start = html_text.index('id="op-profile"')
+    return html_text[start:html_text.index("</table>", start)]

@@ -60,6 +60,7 @@ def _context(report: Report) -> dict:
         current_sources=[s for s in report.sources if s.role == "current"],
         baseline_sources=[s for s in report.sources if s.role == "baseline"],
         compat_rows=[r for r in report.rows if r.compat is not None],
+        op_profiles=view.op_profiles(report),
         summary_columns=summary_columns, summary_batch=summary_batch, summaries=summaries,
         stage_tables=view.stage_tables(report),
         recommendations=[r.text for r in (report.decisions or decide.decisions(report)).recommendations],

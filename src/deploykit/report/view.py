@@ -13,7 +13,7 @@ from deploykit.report.schema import LatencyRow, Report, Source, TrainingRow, Tra
 __all__ = [
     "fmt_us", "fmt_tail", "fmt_ci", "cold_start", "fmt_rate", "fmt_bytes", "fmt_pct", "fmt_change", "fmt_diff", "fmt_s", "fmt_mem",
     "Column", "column_of", "Cell", "PivotRow", "Pivot", "pivots", "measured", "machine_lines", "settings_line",
-    "ModelSummary", "training_summaries", "StageTable", "stage_tables", "FILTERS",
+    "ModelSummary", "training_summaries", "StageTable", "stage_tables", "OpProfile", "op_profiles", "FILTERS",
 ]
 
 
@@ -55,6 +55,32 @@ def cold_start(r: LatencyRow) -> str:
         return "—"
     total = f" = {r.cold_start_ms:,.0f} ms" if r.cold_start_ms is not None else " ms"
     return " + ".join(parts) + total
+
+
+@dataclass
+class OpProfile:
+    """One artifact's per-operator profile (edge bench --op-profile), or why its runtime has none."""
+    row: LatencyRow
+    top: list = field(default_factory=list)
+    not_available: Optional[str] = None
+    source: str = ""
+    calls: Optional[int] = None
+    batch: Optional[int] = None
+
+
+def op_profiles(report: Report) -> list[OpProfile]:
+    """One entry per artifact × target that was profiled: every batch's record carries the same profile."""
+    seen, out = set(), []
+    for r in report.rows:
+        prof = (r.extra or {}).get("op_profile")
+        key = (r.dataset, r.model, r.format, r.target, r.host)
+        if not isinstance(prof, dict) or key in seen:
+            continue
+        seen.add(key)
+        out.append(OpProfile(row=r, top=list(prof.get("top") or []), not_available=prof.get("not_available"),
+                             source=prof.get("source") or ("the runtime" if prof.get("top") else "—"),
+                             calls=prof.get("calls"), batch=prof.get("batch")))
+    return out
 
 
 def fmt_rate(v: Optional[float]) -> str:
