@@ -381,12 +381,13 @@ def test_setup_on_an_externally_managed_python_then_bench_tflite_and_onnx_withou
     assert bench.returncode == 0, bench.stderr[-3000:]
     results = read_results(results_path)
     assert results.machine.extra["runtimes"]["onnx"]["package"] == "onnxruntime"
-    by_format = {r.format: r for r in results.records}
-    assert set(by_format) == {"tflite-fp32", "onnx"}
-    tfl, onnx = by_format["tflite-fp32"], by_format["onnx"]
-    assert tfl.model == "keras-cnn" and tfl.runtime == "tflite-runtime" and tfl.runtime_version == "2.14.0"
-    assert onnx.model == "torch-mlp" and onnx.runtime == "onnxruntime"
-    for r in (tfl, onnx):
+    by_key = {(r.model, r.format): r for r in results.records}
+    assert set(by_key) == {("keras-cnn", "tflite-fp32"), ("torch-mlp", "tflite-fp32"), ("torch-mlp", "onnx")}
+    tfl, torch_tfl, onnx = by_key["keras-cnn", "tflite-fp32"], by_key["torch-mlp", "tflite-fp32"], by_key["torch-mlp", "onnx"]
+    for r in (tfl, torch_tfl):  # the PyTorch-made .tflite (onnx2tf) loads in the device's tflite-runtime too
+        assert r.runtime == "tflite-runtime" and r.runtime_version == "2.14.0"
+    assert onnx.runtime == "onnxruntime"
+    for r in (tfl, torch_tfl, onnx):
         assert r.status == "ok" and r.compat["verdict"] == "compatible" and r.top1_agreement >= 0.98, r.reason
         assert r.latency.p50_us > 0 and not r.emulated
     report = subprocess.run([sys.executable, "-m", "deploykit", "report", str(results_path)], capture_output=True,
