@@ -16,7 +16,6 @@ takes what the PyTorch model takes. The manifest records the shape and layout th
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -78,12 +77,13 @@ def torch_to_tflite(ctx: ExportContext, fmt: str) -> tuple[bytes, dict[str, str]
         if source != staged:  # onnx2tf names its output after the input file
             staged.write_bytes(source.read_bytes())
         result_file = tmp / "result.json"
-        cmd = [str(python), str(CHILD), str(staged), str(tmp / "out"), str(result_file)]
+        # -I: no script folder on sys.path (deploykit/export/onnx.py would shadow the onnx package), no
+        # PYTHON* variables, no user site: the child sees its own environment only.
+        cmd = [str(python), "-I", str(CHILD), str(staged), str(tmp / "out"), str(result_file)]
         if keep_nchw:
             cmd += ["--keep-nchw", ctx.input.name]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
             raise ExportError(f"{fmt}: onnx2tf took over {CONVERT_TIMEOUT_S} s; gave up") from exc
         try:
