@@ -5,7 +5,9 @@ is used: litert-torch 0.10.0 pulls JAX and transformers and downgrades pydantic,
 TensorFlow 2.19, NumPy 1.26 and onnx 1.19 (deploykit runs TensorFlow 2.21), so neither can live in
 deploykit's environment. onnx2tf therefore runs as a child process in a cached, isolated venv
 (deploykit.edge.envs, the same mechanism as the device runtimes) on the ONNX file that torch.onnx
-wrote (the run's `onnx` artifact, or a temporary one), and the .tflite comes back as bytes.
+wrote (the run's `onnx` artifact, or a temporary one), and the .tflite comes back as bytes. An export
+only uses that environment; `deploykit formats --prepare` (scripts/bootstrap.sh) builds it, and without
+it the format fails with that advice while the other formats are exported as usual.
 
 Layout: onnx2tf turns an NCHW image input into NHWC, TFLite's own layout. With one channel the two
 hold the same values in the same order, so canonical input maps onto it by a reshape; with several
@@ -22,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deploykit.errors import ExportError, RuntimeUnavailable
+from deploykit.errors import ExportError
 from deploykit.export.base import ExportContext
 
 __all__ = ["ONNX2TF", "ONNX2TF_ENV", "ensure_converter_env", "converter_env_status", "torch_to_tflite"]
@@ -39,6 +41,18 @@ def ensure_converter_env(reporter=None) -> Path:
 
     path, _ = ensure_env(ONNX2TF_ENV, [ONNX2TF], ONNX2TF, reporter=reporter)
     return python_of(path)
+
+
+def _built_converter(fmt: str) -> Path:
+    """The environment's Python; an export never builds it (minutes and 2.6 GB are not a side effect)."""
+    from deploykit.edge.envs import cached_env, python_of, runtimes_cache_dir
+
+    found = cached_env(ONNX2TF_ENV)
+    if found is None:
+        raise ExportError(f"{fmt}: PyTorch → TFLite needs onnx2tf's own environment, not built here: run "
+                          f"'deploykit formats --prepare' (once: {ONNX2TF} and its pins, ~2.6 GB, into "
+                          f"{runtimes_cache_dir() / ONNX2TF_ENV})")
+    return python_of(found[0])
 
 
 def converter_env_status() -> str:
@@ -64,10 +78,7 @@ def _onnx_source(ctx: ExportContext, tmp: Path, fmt: str) -> tuple[Path, dict]:
 
 def torch_to_tflite(ctx: ExportContext, fmt: str) -> tuple[bytes, dict[str, str]]:
     """(TFLite flatbuffer, tool versions) of ctx.model, through torch.onnx and onnx2tf."""
-    try:
-        python = ensure_converter_env(reporter=_Notes(ctx))
-    except RuntimeUnavailable as exc:
-        raise ExportError(f"{fmt}: the onnx2tf environment is not available: {exc}") from exc
+    python = _built_converter(fmt)
     shape = ctx.input.shape
     keep_nchw = ctx.input.layout == "NCHW" and len(shape) == 4 and shape[1] not in (1, None)
     with tempfile.TemporaryDirectory(prefix="deploykit-onnx2tf-") as tmp_name:
@@ -102,12 +113,3 @@ def torch_to_tflite(ctx: ExportContext, fmt: str) -> tuple[bytes, dict[str, str]
 
     return blob, {**tool_versions("torch"), **versions}
 
-
-class _Notes:
-    """ensure_env's reporter: its one note ("installing ... once") goes to the export's progress line."""
-
-    def __init__(self, ctx: ExportContext):
-        self.ctx = ctx
-
-    def note(self, message: str) -> None:
-        self.ctx.progress(message)
