@@ -6,7 +6,8 @@ the rest). So deploykit keeps virtual environments of its own under
 ``$DEPLOYKIT_CACHE/runtimes`` (default ``~/.cache/deploykit/runtimes``), one per runtime version and
 host Python, holding only that runtime and numpy. An environment is built in a temporary folder and
 renamed into place when pip succeeded, so a half-built one is never used; a file lock keeps two
-processes from building the same one at once.
+processes from building the same one at once. `ensure_env` is the same mechanism for any pinned
+set of packages: the onnx2tf converter's environment (deploykit.export.tflite_torch) lives there too.
 """
 
 from __future__ import annotations
