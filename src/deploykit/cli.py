@@ -210,11 +210,27 @@ def _print_outcome(manifests, paths: list[str]) -> None:
 
 
 @app.command("formats")
-def formats_cmd():
+def formats_cmd(
+    prepare: bool = typer.Option(False, "--prepare", help="Build the converter environments some formats need "
+                                 "(onnx2tf for PyTorch → tflite-fp32: ~2.6 GB, minutes, once; cached) and exit."),
+):
     """List the export formats, the frameworks they apply to, their runtime and validation bars."""
     from rich.table import Table
 
     from deploykit.export import EXPORTERS
+    from deploykit.export.tflite_torch import converter_env_status, ensure_converter_env
+
+    if prepare:
+        from deploykit.errors import RuntimeUnavailable
+
+        err_console.print(converter_env_status(), markup=False, soft_wrap=True)
+        try:
+            ensure_converter_env()
+        except RuntimeUnavailable as exc:
+            err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(1)
+        console.print(converter_env_status(), markup=False, soft_wrap=True)
+        return
 
     table = Table("format", "from", "runtime", "precision", "max |Δp|", "top-1 agree", "max acc drop")
     table.columns[0].no_wrap = True
@@ -226,6 +242,7 @@ def formats_cmd():
     for key, cls in EXPORTERS.items():
         if cls.description:
             console.print(f"{key}: {cls.description}", markup=False, soft_wrap=True)
+    console.print(f"converter for PyTorch → tflite-fp32: {converter_env_status()}", markup=False, soft_wrap=True)
 
 
 data_app = typer.Typer(help="Datasets: fetch a verified copy into deploykit's cache, or show which copy would be used.",

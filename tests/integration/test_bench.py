@@ -84,7 +84,7 @@ def test_bench_cuda_without_gpu_gives_unavailable_records_with_reasons(mnist_mod
                "--out", str(out), "--no-model-files"])
     assert rc == 0, capsys.readouterr().err
     results = read_results(out)
-    expected = sorted((m, f, b, 1) for m, fmts in (("torch-mlp", ["onnx", "torchscript"]),
+    expected = sorted((m, f, b, 1) for m, fmts in (("torch-mlp", ["onnx", "torchscript", "tflite-fp32"]),
                                                    ("keras-sequential", ["onnx", "savedmodel", "tflite-fp32"]))
                       for f in fmts for b in (1, 8))
     assert _combos(results.records) == expected  # never skipped

@@ -3,6 +3,7 @@ runner (its `OnnxModel`, which the registry's onnxruntime predictor also runs), 
 environment holding an exact onnxruntime, as a device's venv would."""
 
 import asyncio
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from deploykit.edge.compat import decode_array
 from deploykit.edge.onnx_file import inspect_onnx
 from deploykit.edge.session import PreparedArtifact, run_session
 from deploykit.edge.transport import LocalTransport
-from deploykit.manifest import ArtifactEntry, InputSpec
+from deploykit.manifest import ArtifactEntry, InputSpec, ModelManifest
 from deploykit.results import read_results
 
 ORT = "onnxruntime==1.32.0"  # has aarch64 cp311 wheels (Raspberry Pi OS bookworm's Python)
@@ -59,8 +60,13 @@ def test_edge_check_of_a_pytorch_model_in_onnxruntime(mnist_models, tmp_path):
     assert by_format["onnx"].max_abs_diff < 1e-4
 
 
-def test_a_tflite_runtime_check_of_a_pytorch_model_says_which_runtime_checks_it(mnist_models, tmp_path):
-    proc = deploykit("edge", "check", mnist_models / "torch-mlp", "--profile", "rpi4", "--out", tmp_path / "c.json")
+def test_a_tflite_runtime_check_of_an_onnx_only_model_says_which_runtime_checks_it(mnist_models, tmp_path):
+    model = tmp_path / "torch-mlp"  # as a PyTorch model is without its tflite-fp32 (no onnx2tf environment)
+    shutil.copytree(mnist_models / "torch-mlp", model)
+    manifest = ModelManifest.read(model)
+    manifest.artifacts = [a for a in manifest.artifacts if not a.path.endswith(".tflite")]
+    manifest.write(model)
+    proc = deploykit("edge", "check", model, "--profile", "rpi4", "--out", tmp_path / "c.json")
     assert proc.returncode == 2
     assert "--runtime onnxruntime==VERSION" in proc.stderr and "Traceback" not in proc.stderr
 

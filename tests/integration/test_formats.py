@@ -10,7 +10,7 @@ from deploykit.runtimes import load_artifact
 # format → the reference models whose run must carry a passed artifact of it.
 FORMAT_CASES = {
     "savedmodel": ["keras-sequential", "keras-functional", "keras-subclass", "keras-cnn"],
-    "tflite-fp32": ["keras-sequential", "keras-functional", "keras-subclass", "keras-cnn"],
+    "tflite-fp32": ["keras-sequential", "keras-functional", "keras-subclass", "keras-cnn", "torch-mlp", "torch-cnn"],
     "tflite-fp16": ["keras-sequential", "keras-cnn"],
     "tflite-dynamic": ["keras-sequential", "keras-cnn"],
     "tflite-int8": ["keras-sequential", "keras-cnn"],

@@ -282,7 +282,8 @@ def test_bentoml_serve_refuses_a_tampered_artifact(tampered):
 
 
 def test_deploykit_serve_refuses_a_tampered_artifact_in_one_line(tampered):
-    out = subprocess.run([sys.executable, "-m", "deploykit", "serve", str(tampered), "--port", str(free_port())],
+    out = subprocess.run([sys.executable, "-m", "deploykit", "serve", str(tampered), "--format", "onnx", "--port",
+                          str(free_port())],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()

@@ -62,13 +62,17 @@ def test_bentoml_build_packs_the_service_the_code_and_the_chosen_model(bento):
 def test_the_built_bento_serves_its_packed_model(bento, tmp_path):
     port = free_port()
     cmd = [sys.executable, "-m", "bentoml", "serve", bento["tag"], "--host", "127.0.0.1", "--port", str(port)]
-    server = start("bento", cmd, port, bento["model_dir"], "onnx", tmp_path)
+    server = start("bento", cmd, port, bento["model_dir"], "auto", tmp_path)
     try:
         wait_all_ready([server], timeout_s=180)
         x = np.load(bento["model_dir"] / "reference.npz")["x"][:4].astype(np.float32) / 255.0
         r = httpx.post(server.url + "/predict", json={"inputs": x.tolist()}, timeout=30)
         assert r.status_code == 200, r.text
-        assert (r.json()["model"], r.json()["format"]) == ("torch-mlp", "onnx")
+        from deploykit.manifest import ModelManifest
+        from deploykit.serving.selection import choose_format
+
+        chosen = choose_format(bento["model_dir"], ModelManifest.read(bento["model_dir"])).format  # format: auto
+        assert (r.json()["model"], r.json()["format"]) == ("torch-mlp", chosen)
         assert STORE_NAME in server.output()
     finally:
         stop(server)

@@ -223,3 +223,38 @@ def test_mnist_padded_to_a_32x32_model(tmp_path):
                                     input_shape=[1, 32, 32], fit=FitOptions(pad=True))
     assert manifest.dataset.name == "mnist" and manifest.dataset.transform == "28×28 → 32×32 by zero padding (centred)"
     assert manifest.artifacts[0].status == "passed" and manifest.artifacts[0].accuracy is not None
+
+
+def test_without_the_onnx2tf_environment_tflite_fp32_fails_with_the_advice_and_the_rest_exports(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPLOYKIT_RUNTIMES", str(tmp_path / "no-runtimes"))  # nothing built there
+    path = script(Net(), tmp_path / "net.pt")
+    manifest, model_dir = export_user_model(path, formats="tflite-fp32,onnx", out=tmp_path / "out")
+    tfl, onnx = manifest.artifact("tflite-fp32"), manifest.artifact("onnx")
+    assert tfl.status == "failed" and "deploykit formats --prepare" in tfl.error and "onnx2tf" in tfl.error
+    assert not (model_dir / "model_fp32.tflite").exists()
+    assert onnx.status == "passed", onnx.error
+
+
+class ConvPool(nn.Module):
+    """Channels mixed by a convolution, then pooled away: no flatten of an NCHW tensor (onnx2tf 1.29.24
+    flattens a 3-channel input in NHWC order: a Linear on x.flatten(1) converted to max |Δp| 0.038
+    here, which validation fails)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+# slow: ~35 s under load, onnx2tf converting in its own environment (TensorFlow's import in the child)
+@pytest.mark.slow
+def test_a_three_channel_torch_model_keeps_its_nchw_input_in_tflite(tmp_path):
+    torch.manual_seed(0)
+    path = script(ConvPool(), tmp_path / "net.pt")
+    manifest, model_dir = export_user_model(path, formats="tflite-fp32", out=tmp_path / "out", input_shape=[3, 8, 8])
+    entry = manifest.artifact("tflite-fp32")
+    assert entry.status == "passed", entry.error
+    assert (entry.input.layout, entry.input.shape) == ("NCHW", [None, 3, 8, 8])  # channels not moved: same feed
+    assert entry.parity.max_abs_diff <= 1e-4 and entry.tool_versions["onnx2tf"] == "1.29.24"

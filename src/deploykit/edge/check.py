@@ -157,7 +157,8 @@ def _kind_text(kinds) -> str:
 
 
 def _other_kind_hint(manifest: ModelManifest, kinds) -> str:
-    """A PyTorch model has ONNX artifacts and no TFLite ones: say which runtime checks them."""
+    """A model with ONNX artifacts and no TFLite ones (PaddlePaddle; PyTorch without its onnx2tf
+    tflite-fp32), or the reverse: say which runtime checks them."""
     if "onnx" not in kinds and any(a.path.endswith(".onnx") for a in manifest.artifacts):
         return " (its ONNX artifacts are checked with --runtime onnxruntime==VERSION)"
     if "tflite" not in kinds and any(a.path.endswith(".tflite") for a in manifest.artifacts):

@@ -6,7 +6,8 @@ the rest). So deploykit keeps virtual environments of its own under
 ``$DEPLOYKIT_CACHE/runtimes`` (default ``~/.cache/deploykit/runtimes``), one per runtime version and
 host Python, holding only that runtime and numpy. An environment is built in a temporary folder and
 renamed into place when pip succeeded, so a half-built one is never used; a file lock keeps two
-processes from building the same one at once.
+processes from building the same one at once. `ensure_env` is the same mechanism for any pinned
+set of packages: the onnx2tf converter's environment (deploykit.export.tflite_torch) lives there too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Optional
 from deploykit.errors import RuntimeUnavailable, UsageError
 
 __all__ = ["RuntimeSpec", "RuntimeEnv", "parse_runtime_spec", "runtimes_cache_dir", "ensure_runtime_env",
-           "RUNTIME_PACKAGES"]
+           "ensure_env", "cached_env", "python_of", "RUNTIME_PACKAGES"]
 
 RUNTIME_PACKAGES = ("tflite-runtime", "ai-edge-litert", "tensorflow", "onnxruntime")
 READY_FILE = "deploykit-env.json"
@@ -100,7 +101,7 @@ def _env_name(spec: RuntimeSpec) -> str:
     return f"{spec.package}-{spec.version}-py{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
 
 
-def _python_of(env_dir: Path) -> Path:
+def python_of(env_dir: Path) -> Path:
     return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
@@ -109,7 +110,7 @@ def _read_ready(env_dir: Path) -> Optional[dict]:
         ready = json.loads((env_dir / READY_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return ready if _python_of(env_dir).exists() else None
+    return ready if python_of(env_dir).exists() else None
 
 
 def _pip_failure(stderr: str) -> str:
@@ -120,22 +121,35 @@ def _pip_failure(stderr: str) -> str:
 
 def ensure_runtime_env(spec: RuntimeSpec, *, reporter=None) -> RuntimeEnv:
     """The cached environment for `spec`, built on first use (a venv + pip install, tens of seconds)."""
+    path, packages = ensure_env(_env_name(spec), [str(spec), spec.numpy_requirement], str(spec), reporter=reporter)
+    return RuntimeEnv(spec=spec, path=path, python=python_of(path), packages=packages)
+
+
+def ensure_env(name: str, requirements: list[str], label: str, *, reporter=None) -> tuple[Path, dict[str, str]]:
+    """(folder, installed packages) of the cached environment `name` holding `requirements`, built on
+    first use. Also what keeps converters with pins of their own (onnx2tf) out of deploykit's env."""
     root = runtimes_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    name = _env_name(spec)
     env_dir = root / name
     with open(root / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait, then reuse
         ready = _read_ready(env_dir)
         if ready is None:
             if reporter:
-                reporter.note(f"installing {spec} into {env_dir} (once; cached)")
-            _build(spec, env_dir)
+                reporter.note(f"installing {label} into {env_dir} (once; cached)")
+            _build(requirements, label, env_dir)
             ready = _read_ready(env_dir)
-    return RuntimeEnv(spec=spec, path=env_dir, python=_python_of(env_dir), packages=ready["packages"])
+    return env_dir, ready["packages"]
 
 
-def _build(spec: RuntimeSpec, env_dir: Path) -> None:
+def cached_env(name: str) -> Optional[tuple[Path, dict[str, str]]]:
+    """(folder, packages) of environment `name` when it is built, else None; builds nothing."""
+    env_dir = runtimes_cache_dir() / name
+    ready = _read_ready(env_dir)
+    return None if ready is None else (env_dir, ready["packages"])
+
+
+def _build(requirements: list[str], label: str, env_dir: Path) -> None:
     tmp = env_dir.parent / f".tmp-{env_dir.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     if env_dir.exists():  # left without its ready file by a build that was killed
@@ -143,25 +157,24 @@ def _build(spec: RuntimeSpec, env_dir: Path) -> None:
     t0 = time.perf_counter()
     try:
         subprocess.run([sys.executable, "-m", "venv", str(tmp)], check=True, capture_output=True, text=True, timeout=300)
-        py = _python_of(tmp)
-        cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q",
-               str(spec), spec.numpy_requirement]
+        py = python_of(tmp)
+        cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", *requirements]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
-            raise RuntimeUnavailable(f"installing {spec} took over {PIP_TIMEOUT_S} s; gave up") from exc
+            raise RuntimeUnavailable(f"installing {label} took over {PIP_TIMEOUT_S} s; gave up") from exc
         if proc.returncode != 0:
             raise RuntimeUnavailable(
-                f"{spec} cannot be installed here (Python {platform.python_version()}, {platform.machine()}): "
+                f"{label} cannot be installed here (Python {platform.python_version()}, {platform.machine()}): "
                 f"{_pip_failure(proc.stderr)}")
         freeze = subprocess.run([str(py), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
                                 capture_output=True, text=True, timeout=120, check=True)
         packages = {p["name"].lower(): p["version"] for p in json.loads(freeze.stdout)}
         (tmp / READY_FILE).write_text(json.dumps({
-            "spec": str(spec), "packages": packages, "python": platform.python_version(),
+            "spec": label, "packages": packages, "python": platform.python_version(),
             "build_seconds": round(time.perf_counter() - t0, 1)}, indent=2))
         os.replace(tmp, env_dir)  # venvs run from a new place when called as bin/python (pyvenv.cfg is found next to it)
     except subprocess.CalledProcessError as exc:
-        raise RuntimeUnavailable(f"could not create an environment for {spec}: {(exc.stderr or '').strip()[:300]}") from exc
+        raise RuntimeUnavailable(f"could not create an environment for {label}: {(exc.stderr or '').strip()[:300]}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

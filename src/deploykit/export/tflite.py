@@ -1,4 +1,5 @@
-"""TFLite from a Keras 3 model: float32, float16 weights, dynamic-range int8 and full-integer int8.
+"""TFLite from a Keras 3 model: float32, float16 weights, dynamic-range int8 and full-integer int8;
+float32 from a PyTorch model too (through ONNX and onnx2tf, deploykit.export.tflite_torch).
 
 All four convert the model's SavedModel (the one `savedmodel` wrote in this run, else a temporary
 one) with `TFLiteConverter.from_saved_model`, which keeps the batch dimension dynamic (-1 in the
@@ -82,8 +83,16 @@ def _scale_zp(detail: dict) -> tuple[Optional[float], Optional[int]]:
     return float(scale), int(zero_point)
 
 
+def _layout(shape: list, ctx: ExportContext) -> str:
+    """The model's layout, unless the converter moved the channels last (onnx2tf: NCHW → NHWC)."""
+    model = ctx.input.shape
+    if ctx.input.layout == "NCHW" and len(shape) == 4 and shape[1:] == [model[2], model[3], model[1]] != model[1:]:
+        return "NHWC"
+    return ctx.input.layout
+
+
 def tflite_result(blob: bytes, path: Path, ctx: ExportContext, **kwargs) -> ExportResult:
-    """ExportResult with the artifact's actual input/output (name, shape, dtype, quantization)."""
+    """ExportResult with the artifact's actual input/output (name, shape, dtype, quantization, layout)."""
     din, dout = _details(blob)
     in_scale, in_zp = _scale_zp(din)
     out_scale, out_zp = _scale_zp(dout)
@@ -91,8 +100,8 @@ def tflite_result(blob: bytes, path: Path, ctx: ExportContext, **kwargs) -> Expo
     dynamic = in_shape[0] is None
     return ExportResult(
         path=path,
-        input=InputSpec(name=din["name"], shape=in_shape, layout=ctx.input.layout, dtype=np.dtype(din["dtype"]).name,
-                        scale=in_scale, zero_point=in_zp),
+        input=InputSpec(name=din["name"], shape=in_shape, layout=_layout(in_shape, ctx),
+                        dtype=np.dtype(din["dtype"]).name, scale=in_scale, zero_point=in_zp),
         output=OutputSpec(name=dout["name"], shape=_shape(dout), dtype=np.dtype(dout["dtype"]).name,
                           scale=out_scale, zero_point=out_zp),
         dynamic_batch=dynamic,
@@ -150,8 +159,23 @@ class _TFLiteExporter(Exporter):
 @register
 class TFLiteFP32Exporter(_TFLiteExporter):
     key = "tflite-fp32"
+    frameworks = frozenset({"keras", "torch"})
     filename = "model_fp32.tflite"
-    description = "TFLite, float32"
+    description = ("TFLite, float32 (PyTorch: its ONNX graph through onnx2tf, run in a cached environment of its "
+                   "own; 'deploykit formats --prepare' builds it)")
+
+    def export(self, ctx: ExportContext) -> ExportResult:
+        if ctx.framework != "torch":
+            return super().export(ctx)
+        from deploykit.edge.target import converter_settings
+        from deploykit.export.tflite_torch import torch_to_tflite
+
+        if converter_settings(ctx.edge_runtime, self.key):  # none today for float32; a new rule must be ported
+            raise ExportError(f"{self.key}: --edge-runtime {ctx.edge_runtime} needs converter settings that the "
+                              "onnx2tf path does not apply")
+        blob, versions = torch_to_tflite(ctx, self.key)
+        path = write_tflite(blob, Path(ctx.out_dir) / self.filename)
+        return tflite_result(blob, path, ctx, tool_versions=versions)
 
 
 @register
