@@ -106,8 +106,10 @@ def test_export_plan_per_framework_and_keras_backend():
     jax_cnn, jax_cnn_not = plan("keras-jax", net="cnn")  # JAX's pooling does not convert to full-int8 TFLite
     assert "tflite-int8" not in jax_cnn and "tflite-fp32" in jax_cnn and "reduce_window" in jax_cnn_not["tflite-int8"]
     on_torch, torch_not = plan("keras-torch", "onnx,tflite-fp32,torchscript")
-    assert on_torch == ["onnx", "torchscript"] and set(torch_not) == {"tflite-fp32"}
-    assert plan("torch-compile", "onnx,tflite-fp32") == (["onnx"], {})  # a torch model: tflite does not apply
+    # a torch.nn.Module: tflite-fp32 comes from the PyTorch path (ONNX → onnx2tf), not from Keras' SavedModel
+    assert on_torch == ["onnx", "tflite-fp32", "torchscript"] and torch_not == {}
+    assert set(plan("keras-torch", "savedmodel,tflite-int8,onnx")[1]) == {"savedmodel", "tflite-int8"}
+    assert plan("torch-compile", "onnx,tflite-fp32") == (["onnx", "tflite-fp32"], {})
     assert plan("paddle", "all", "cnn") == (["onnx"], {})
 
 

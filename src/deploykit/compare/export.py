@@ -31,8 +31,9 @@ class ExportPlan:
 
 _KERAS_ONNX = ("deploykit's Keras ONNX path is tf2onnx on a tf.function around the model, which cannot trace "
                "a JAX-backend model")
-_KERAS_TF_ONLY = ("Keras' tf_saved_model export (behind savedmodel and every TFLite format) does not run on the "
-                  "PyTorch backend here; the model is a torch.nn.Module, exported with the PyTorch exporters")
+_KERAS_TF_ONLY = ("Keras' tf_saved_model export (behind savedmodel and the Keras TFLite formats) does not run on the "
+                  "PyTorch backend here; the model is a torch.nn.Module, exported with the PyTorch exporters "
+                  "(tflite-fp32 through ONNX and onnx2tf)")
 
 
 _JAX_POOL_INT8 = ("jax2tf lowers average pooling to stablehlo.reduce_window, which TFLite's full-integer converter "
