@@ -11,7 +11,7 @@ deadlines under overload. Servers are `deploykit serve` on loopback ports; all a
    200 or 503 within deadline + 100 ms, none may time out. Timed at the client (every answer, 503s
    included, from its scheduled send less the generator's own lag: the load tester's `answer_time`) and
    at the server (its Prometheus histogram, from arrival in the handler). By default one worker and
-   max batch 1, so that the model is the limit and 16× capacity is a rate the generator can send.
+   max batch 2, so that the model is the limit and 16× capacity is a rate the generator can send.
 
     .venv/bin/python benchmarks/serve_resilience.py --model models/mnist/torch-mlp [--duration 10]
     .venv/bin/python benchmarks/serve_resilience.py --only overload --overload-model models/mnist/keras-cnn --overload-format savedmodel
@@ -127,8 +127,10 @@ def _server_answers(url: str, bound_s: float) -> tuple[float, float]:
 def _loadtest(url: str, args: list[str], timeout_s: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "load.json"
-        subprocess.run([sys.executable, "-m", "deploykit", "loadtest", url + "/predict", *args, "--out", str(out)],
-                       check=True, capture_output=True, cwd=ROOT, timeout=timeout_s)
+        done = subprocess.run([sys.executable, "-m", "deploykit", "loadtest", url + "/predict", *args, "--out", str(out)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=timeout_s)
+        if not out.exists():  # exit 1 with results written means every request failed: still figures
+            raise SystemExit(f"loadtest failed ({done.returncode}): {done.stderr.strip()[-300:]}")
         return json.loads(out.read_text())
 
 
@@ -182,7 +184,7 @@ def main() -> None:
     ap.add_argument("--overload-model", default=None, help="model for the overload run (default --model)")
     ap.add_argument("--overload-format", default=None)
     ap.add_argument("--overload-workers", type=int, default=1)
-    ap.add_argument("--overload-batch", type=int, default=1, help="max batch size: 1 makes the model, not HTTP, the limit")
+    ap.add_argument("--overload-batch", type=int, default=2, help="max batch size (2, the least): small batches make the model, not HTTP, the limit")
     ap.add_argument("--multiples", default="4,16")
     args = ap.parse_args()
     for name, run in (("scaling", lambda: scaling(args.model, args.format, args.duration)),
