@@ -222,7 +222,9 @@ _DEPLOYKIT, _PROTOCOL = "deploykit", "protocol"
     ("GET", "/v2/models/nope", 404, _PROTOCOL), ("POST", "/v2", 405, _PROTOCOL), ("POST", "/v2/health/live", 405, _PROTOCOL),
     ("GET", f"/v2/models/{MODEL}/infer", 405, _PROTOCOL), ("GET", f"/v2/models/{MODEL}/versions/{FORMAT}/infer", 405, _PROTOCOL),
     ("GET", "/v2/a%0Ab", 404, _PROTOCOL), ("GET", "/v1/nowhere", 404, _PROTOCOL), ("GET", "/v1/models/nope", 404, _PROTOCOL),
-    ("GET", f"/v1/models/{MODEL}:predict", 405, _PROTOCOL), ("DELETE", f"/v1/models/{MODEL}", 405, _PROTOCOL),
+    ("POST", f"/v1/models/{MODEL}", 405, _PROTOCOL), ("DELETE", f"/v1/models/{MODEL}", 405, _PROTOCOL),
+    # GET of the predict path is the model-status route with the name "torch-mlp:predict": another model
+    ("GET", f"/v1/models/{MODEL}:predict", 404, _PROTOCOL),
 ])
 def test_every_404_and_405_has_its_route_familys_one_json_shape(server, method, path, status, family):
     r = httpx.request(method, server.url + path, timeout=10)
