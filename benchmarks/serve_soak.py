@@ -7,6 +7,9 @@ by then), so growth is what the steady state adds. RSS is read every `--sample-s
 worker process (psutil); a worker that died and was replaced shows as two processes.
 
     .venv/bin/python benchmarks/serve_soak.py --model models/mnist/torch-mlp --duration 600
+
+Measured 2026-12-02 (ONNX MLP, 2 workers, c=8, 600 s, shared 2-core machine at load average 11–13):
+442,598 requests, 0 errors, 738 req/s; worker RSS 162.7 → 167.5 MB (+2.98 %) and 155.3 → 155.3 MB (+0.00 %).
 """
 
 from __future__ import annotations
