@@ -114,6 +114,7 @@ class ServingApp:
             deadline = header_deadline(request, start)
             data = await body.read(settings.max_body_bytes)
             counted = self._enter()
+            engine.admit(deadline)
             x, context, asked = await _within(deadline, parse(request, data), settings.retry_after_s)
             if asked is not None:
                 deadline = min(deadline, start / 1e9 + asked) if deadline is not None else start / 1e9 + asked

@@ -261,13 +261,7 @@ class Engine:
         if self._pending + n > self.max_queue:
             raise Overloaded(f"queue full ({self._pending} images waiting, limit {self.max_queue}); retry later",
                              self.retry_after_s)
-        # Refused now rather than late: see admission.py.
-        if self._service.late(now, deadline if deadline is not None else now + self.max_latency_ms / 1e3, self._pending, n):
-            wait_ms = (self._service.completion(now, self._pending, n) - now) * 1e3
-            message = f"{self._pending} images ahead: expected in {wait_ms:.0f} ms"
-            if deadline is not None:
-                raise DeadlineExceeded(f"{message}, past the deadline; retry later", self.retry_after_s)
-            raise Overloaded(f"{message}, past {self.max_latency_ms} ms; retry later", self.retry_after_s)
+        self.admit(deadline, n, now)
         self._pending += n
         if deadline is not None:
             self._deadlines[id(x)] = deadline
@@ -286,6 +280,18 @@ class Engine:
             self._pending -= n
             self._deadlines.pop(id(x), None)
         return out["probs"], float(out["compute_us"].max())
+
+    def admit(self, deadline: Optional[float], n: int = 1, now: Optional[float] = None) -> None:
+        """503 now, rather than late, for a request expected to finish past its deadline (past
+        max_latency_ms without one): see admission.py. The app asks before parsing the input too, so
+        that a refused request costs no decoding."""
+        now = time.perf_counter() if now is None else now
+        if self._service.late(now, deadline if deadline is not None else now + self.max_latency_ms / 1e3, self._pending, n):
+            wait_ms = (self._service.completion(now, self._pending, n) - now) * 1e3
+            message = f"{self._pending} images ahead: expected in {wait_ms:.0f} ms"
+            if deadline is not None:
+                raise DeadlineExceeded(f"{message}, past the deadline; retry later", self.retry_after_s)
+            raise Overloaded(f"{message}, past {self.max_latency_ms} ms; retry later", self.retry_after_s)
 
     def _refuse_late(self, queue) -> None:
         """When a batch is formed: a queued request that its own batch would now finish past its
