@@ -12,10 +12,10 @@ deadlines under overload. Servers are `deploykit serve` on loopback ports; all a
    included, from its scheduled send less the generator's own lag: the load tester's `answer_time`) and
    at the server (its Prometheus histogram, from arrival in the handler). By default one worker and
    max batch 2, so that the model is the limit and 16× capacity is a rate the generator can send.
-   Measured 2026-12-02 (keras-cnn SavedModel, deadline 150 ms, load average 6–7): capacity 277 req/s;
-   2×: 468 × 200, 2,302 × 503, 185 of 3,325 server answers after 250 ms; 4×: 6 × 200, 5,535 × 503,
-   2,038 of 6,650 late; 16× (4,434/s) beyond the generator (18,075 unfinished). The bound is not met
-   past capacity (docs/serving.md, "Deadlines").
+   Measured 2026-12-02 (keras-cnn SavedModel, deadline 150 ms, --multiples 2,4, load average 7), before
+   and after admission by expected completion: 2×: 29 → 327 × 200, server answers after 250 ms 34 % →
+   0 of 5,078; 4×: 17 → 15 × 200, late 32 % → 31 of 10,163 (0.3 %). Not quite met, and goodput past 2×
+   is bound by the loop's CPU (docs/serving.md, "Deadlines").
 
     .venv/bin/python benchmarks/serve_resilience.py --model models/mnist/torch-mlp [--duration 10]
     .venv/bin/python benchmarks/serve_resilience.py --only overload --overload-model models/mnist/keras-cnn --overload-format savedmodel

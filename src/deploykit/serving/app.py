@@ -15,7 +15,8 @@ routes: ``{"error": "…", "code"}``), a few hundred bytes at most; overload and
 Retry-After. Successful answers carry ``X-Inference-Time-Us`` (model compute of the batch the request
 ran in) and ``X-Server-Time-Us`` (from the request's arrival in the handler to the answer: body read,
 decode, queue, compute, encode). A request may carry a deadline, ``X-Request-Timeout-Ms`` (or the
-OIP ``parameters.timeout``), counted from its arrival: work still queued past it is dropped, 503.
+OIP ``parameters.timeout``), counted from its arrival: work still queued past it is dropped, and work
+expected to finish past it is refused at arrival, 503.
 """
 
 from __future__ import annotations
