@@ -139,6 +139,8 @@ class LoadStep(_Model):
     throughput_rps: float
     latency: Optional[LatencyStats] = None
     server_time: Optional[LatencyStats] = Field(None, description="from the server's inference-time header")
+    answer_time: Optional[LatencyStats] = Field(
+        None, description="every answer with an HTTP status, errors included, timed as latency (withheld with it)")
     corrected: bool = Field(False, description="latency measured from each request's scheduled send time")
     send_lag: Optional[LatencyStats] = Field(
         None, description="open loop: sent − max(scheduled, connection free): the load generator's own lateness")

@@ -62,6 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(200 if ok else 415)
         if path == "/fail":
             return self._answer(503, b'{"error": "overloaded"}')
+        if path == "/deadline":  # 200 only with the header the load tester was told to send
+            return self._answer(200 if self.headers.get("X-Request-Timeout-Ms") == "200" else 400)
         if path == "/noheader":
             return self._answer(200, header=False)
         if path == "/close":  # answers, then closes: the client must reconnect for the next request
@@ -204,6 +206,16 @@ def test_only_errors_still_writes_results_with_counts(server, tmp_path):
     step = read_results(out).steps[0]
     assert step.requests > 0 and step.errors == step.requests and step.errors_by_status == {"503": step.requests}
     assert step.latency is None and step.server_time is None
+    # a refusal is still an answer, and its time is kept (answer_time: errors with a status included)
+    assert step.answer_time is not None and step.answer_time.samples == step.requests
+
+
+@pytest.mark.parametrize("client", ["raw", "fasthttp"])
+def test_extra_headers_reach_the_server_and_are_recorded(server, client):
+    res = run_loadtest(build_spec(_url(server, "/deadline"), concurrency="1", duration="0.5s", warmup="0s", client=client,
+                                  headers=["X-Request-Timeout-Ms: 200"])).results
+    assert res.steps[0].requests > 0 and res.steps[0].errors == 0
+    assert res.settings["headers"] == {"X-Request-Timeout-Ms": "200"}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -211,6 +223,7 @@ def test_only_errors_still_writes_results_with_counts(server, tmp_path):
     (["{url}", "--duration", "30 parsecs"], "--duration '30 parsecs'"),
     (["{url}", "-c", "1,four"], "--concurrency '1,four'"),
     (["not a url"], "URL 'not a url'"),
+    (["{url}", "--header", "X-Request-Timeout-Ms 200"], "--header 'X-Request-Timeout-Ms 200'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(server, args, message, port):
     args = [a.format(free=port, url=_url(server, "/predict")) for a in args]

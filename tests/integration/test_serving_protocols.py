@@ -204,8 +204,37 @@ def test_every_route_answers_json_and_wrong_methods_are_405(server):
         r = httpx.get(server.url + path)
         assert r.status_code == 200 and r.headers["content-type"] == "application/json", (path, r.text)
     r = httpx.get(server.url + f"/v2/models/{MODEL}/infer")
-    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed" and "POST" in r.headers["allow"]
-    r = httpx.get(server.url + "/v2/models/a/b/c/d")
-    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed" and "POST" in r.headers["allow"]
     spec = httpx.get(server.url + "/docs.json").json()
     assert {"/v2/models/{name}/infer", "/v1/models/{name}:predict"} <= set(spec["paths"])
+
+
+_DEPLOYKIT, _PROTOCOL = "deploykit", "protocol"
+
+
+@pytest.mark.parametrize("method, path, status, family", [
+    # deploykit's routes, BentoML's own routes, paths nothing serves
+    ("GET", "/nowhere", 404, _DEPLOYKIT), ("GET", "/predict", 405, _DEPLOYKIT), ("GET", "/predict_image", 405, _DEPLOYKIT),
+    ("POST", "/info", 405, _DEPLOYKIT), ("POST", "/livez", 405, _DEPLOYKIT), ("TRACE", "/metrics", 405, _DEPLOYKIT),
+    ("GET", "/a%0Ab", 404, _DEPLOYKIT),  # a newline: BentoML's router answers it, the middleware makes it JSON
+    # the standard protocols' routes: their clients read {"error": "message"}
+    ("GET", "/v2/nowhere", 404, _PROTOCOL), ("GET", "/v2/models/a/b/c/d", 404, _PROTOCOL),
+    ("GET", "/v2/models/nope", 404, _PROTOCOL), ("POST", "/v2", 405, _PROTOCOL), ("POST", "/v2/health/live", 405, _PROTOCOL),
+    ("GET", f"/v2/models/{MODEL}/infer", 405, _PROTOCOL), ("GET", f"/v2/models/{MODEL}/versions/{FORMAT}/infer", 405, _PROTOCOL),
+    ("GET", "/v2/a%0Ab", 404, _PROTOCOL), ("GET", "/v1/nowhere", 404, _PROTOCOL), ("GET", "/v1/models/nope", 404, _PROTOCOL),
+    ("POST", f"/v1/models/{MODEL}", 405, _PROTOCOL), ("DELETE", f"/v1/models/{MODEL}", 405, _PROTOCOL),
+    # GET of the predict path is the model-status route with the name "torch-mlp:predict": another model
+    ("GET", f"/v1/models/{MODEL}:predict", 404, _PROTOCOL),
+])
+def test_every_404_and_405_has_its_route_familys_one_json_shape(server, method, path, status, family):
+    r = httpx.request(method, server.url + path, timeout=10)
+    assert r.status_code == status and r.headers["content-type"].startswith("application/json"), (r.status_code, r.text)
+    assert len(r.content) < 300
+    body = r.json()
+    if family == _DEPLOYKIT:
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+        code = body["error"]["code"]
+    else:
+        assert set(body) == {"error", "code"} and isinstance(body["error"], str), body
+        code = body["code"]
+    assert code in ({"not_found", "unknown_model"} if status == 404 else {"method_not_allowed"}), body

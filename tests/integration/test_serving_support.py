@@ -4,6 +4,7 @@ server in a subprocess, on free loopback ports."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,6 +77,35 @@ def wait_all_ready(servers: list[Server], timeout_s: float = 240, watch: tuple[s
     if pending:
         raise RuntimeError(f"not ready after {timeout_s:.0f} s: {', '.join(pending)}\n" +
                            "\n".join(s.output()[-2000:] for s in pending.values()))
+
+
+def worker_pids(arbiter_pid: int) -> list[int]:
+    """Live BentoML worker processes under a server's arbiter (`python -m _bentoml_impl.worker…`).
+    Also used by benchmarks/serve_resilience.py and serve_soak.py."""
+    pids = []
+    for p in psutil.Process(arbiter_pid).children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and any("_bentoml_impl.worker" in a for a in p.cmdline()[1:3]):
+                pids.append(p.pid)
+        except psutil.Error:  # gone meanwhile
+            pass
+    return sorted(pids)
+
+
+def answers_within(metrics: str, bound_s: float, endpoint: str = "predict") -> tuple[float, float]:
+    """(prediction answers so far, those answered within bound_s of arrival) from a server's /metrics text:
+    the histogram deploykit_request_duration_seconds, summed over statuses and workers; bound_s must be
+    one of its bucket edges. Also used by benchmarks/serve_resilience.py."""
+    total = within = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("deploykit_request_duration_seconds_bucket{") and f'endpoint="{endpoint}"' in line:
+            le = re.search(r'le="([^"]+)"', line).group(1)
+            value = float(line.rsplit(" ", 1)[1])
+            if le == "+Inf":
+                total += value
+            elif float(le) == bound_s:
+                within += value
+    return total, within
 
 
 def stop(server: Server, timeout_s: float = 20) -> None:

@@ -55,6 +55,9 @@ def test_closed_loop_counts_requests_that_complete_in_the_window():
     assert lat.samples == 2 and lat.min_us == 300 and lat.max_us == pytest.approx(2000, rel=1e-3)
     assert _stats(snap["server"]).samples == 1 and snap["server_time_missing"] == 1
     assert snap["uncorrected"] is None and snap["window_s"] == pytest.approx(0.010)
+    # every answer with a status is timed, the 503 included; the reset (no answer) is not
+    answered = _stats(snap["answered"])
+    assert answered.samples == 3 and answered.max_us == pytest.approx(2000, rel=1e-3)
 
 
 def test_open_loop_times_from_the_scheduled_send_and_keeps_the_uncorrected_view():

@@ -7,6 +7,7 @@ from deploykit.loadtest.spec import (
     check_reachable,
     parse_cpu_list,
     parse_duration,
+    parse_headers,
     parse_host_port,
     parse_int_list,
     parse_rate_list,
@@ -119,3 +120,18 @@ def test_encoded_request_is_one_complete_http_11_request():
     assert lines[0] == "POST /predict?x=1 HTTP/1.1" and body == b'{"inputs": []}'
     assert "Host: 127.0.0.1:3000" in lines and "Content-Length: 14" in lines and "Content-Type: application/json" in lines
     assert not any(line.lower() == "content-length: 999" for line in lines)  # computed, never taken from the caller
+
+
+def test_headers_are_checked_and_recorded_in_the_spec():
+    assert parse_headers(["X-Request-Timeout-Ms: 200", "Authorization:Bearer a b"]) == {
+        "X-Request-Timeout-Ms": "200", "Authorization": "Bearer a b"}
+    spec = build_spec("http://127.0.0.1:1/p", headers=["X-Request-Timeout-Ms: 200"])
+    assert spec.headers == {"X-Request-Timeout-Ms": "200"} and spec.model_dump()["headers"] == spec.headers
+    assert build_spec("http://127.0.0.1:1/p").headers == {}
+    for bad, why in [("X-Timeout 200", "expected 'Name: value'"), (": 200", "expected"), ("Bad Name: 1", "expected"),
+                     ("X-A: 1\r\nX-B: 2", "expected"), ("X-A: 1\n", "expected"), ("X-A: \u20ac", "expected"),
+                     ("Content-Length: 5", "set by the load tester"), ("host: x", "set by the load tester")]:
+        with pytest.raises(UsageError, match=f"--header .*{why}"):
+            parse_headers([bad])
+    with pytest.raises(UsageError, match="given twice"):
+        parse_headers(["X-A: 1", "x-a: 2"])

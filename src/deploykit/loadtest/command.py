@@ -8,6 +8,7 @@ process because Locust monkeypatches with gevent) and turns the engine's merged 
 
     deploykit loadtest http://127.0.0.1:3000/predict --concurrency 1,4,16,64 --duration 30s
     deploykit loadtest http://127.0.0.1:3000/predict --rate 200 --arrival poisson
+    deploykit loadtest http://127.0.0.1:3000/predict --rate 4000 -H 'X-Request-Timeout-Ms: 200'
     deploykit loadtest http://127.0.0.1:3000/predict_image --payload image --model-dir models/mnist/torch-mlp
     deploykit loadtest URL --workers 2                                    (master + 2 local workers)
     deploykit loadtest URL --master-bind 0.0.0.0:5557 --expect-workers 4  (workers on other machines:)
@@ -39,6 +40,7 @@ from deploykit.loadtest.spec import (
     check_reachable,
     parse_cpu_list,
     parse_duration,
+    parse_headers,
     parse_host_port,
     parse_int_list,
     parse_rate_list,
@@ -74,7 +76,7 @@ def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[st
                model_dir: Optional[str] = None, samples: int = 64, seed: int = 0, server_time_header: Optional[str] = DEFAULT_SERVER_TIME_HEADER,
                timeout: str = "60s", workers: int = 0, master_bind: Optional[str] = None,
                expect_workers: Optional[int] = None, worker_wait: str = "60s",
-               cpu_affinity: Optional[str] = None) -> LoadSpec:
+               cpu_affinity: Optional[str] = None, headers: Optional[list[str]] = None) -> LoadSpec:
     """Command-line strings → a checked LoadSpec (UsageError with one line on anything wrong)."""
     url = parse_url(url)
     if payload not in ("json", "image"):
@@ -120,7 +122,7 @@ def build_spec(url: str, *, concurrency: Optional[str] = None, rate: Optional[st
         drain_s=parse_duration(drain, "--drain"), payload=payload, client=client, model_dir=model_dir,
         samples=samples, seed=seed, server_time_header=server_time_header or None, timeout_s=timeout_s,
         workers=workers, expect_workers=expect, master_bind=master_bind, worker_wait_s=worker_wait_s,
-        cpu_affinity=parse_cpu_list(cpu_affinity) if cpu_affinity else None,
+        cpu_affinity=parse_cpu_list(cpu_affinity) if cpu_affinity else None, headers=parse_headers(headers),
     )
 
 
@@ -234,6 +236,7 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
         step = StepSpec.model_validate(s["step"])
         latency = load_hdr.latency_stats(load_hdr.decode(s["latency"])) if s["latency"] else None
         server = load_hdr.latency_stats(load_hdr.decode(s["server"])) if s["server"] else None
+        answered = load_hdr.latency_stats(load_hdr.decode(s["answered"])) if s.get("answered") else None
         lag = load_hdr.latency_stats(load_hdr.decode(s["send_lag"])) if s.get("send_lag") else None
         own = load_hdr.latency_stats(load_hdr.decode(s["own_lag"])) if s.get("own_lag") else None
         invalid = None
@@ -247,6 +250,7 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
             duration_s=round(s["window_s"], 3), warmup_s=spec.warmup_s, requests=s["requests"], errors=errors,
             errors_by_status=s["errors_by_status"], throughput_rps=round(s["throughput_rps"], 2),
             latency=None if invalid else latency, server_time=server, corrected=step.mode == "open",
+            answer_time=None if invalid else answered,
             send_lag=lag, valid=invalid is None, invalid_reason=invalid,
         ))
         where = f"step {i + 1} ({step.label()})"
@@ -261,6 +265,9 @@ def to_results(spec: LoadSpec, raw: dict, payload_source: str) -> ResultsFile:
             notes.append(f"{where}: p50/p99 corrected (from the scheduled send, less the generator's own lag) {_fmt_us(latency.p50_us)} / "
                          f"{_fmt_us(latency.p99_us)}; from the actual send (uncorrected, what a closed-loop tool "
                          f"reports) {_fmt_us(unc.p50_us)} / {_fmt_us(unc.p99_us)}")
+        if errors and answered is not None and not invalid:
+            notes.append(f"{where}: every answer with a status, errors included ({answered.samples:,}): p50 "
+                         f"{_fmt_us(answered.p50_us)}, p99 {_fmt_us(answered.p99_us)}, max {_fmt_us(answered.max_us)}")
         ok = s["requests"] - errors
         if header and ok and s["server_time_missing"]:
             notes.append(f"{where}: {s['server_time_missing']} of {ok} successful answers had no {header} header")
@@ -349,6 +356,7 @@ def loadtest_cmd(
     expect_workers: Optional[int] = typer.Option(None, "--expect-workers", help="Workers to wait for in all, local and remote (default: --workers). Remote ones join with `deploykit loadtest-worker --master HOST:PORT`."),
     worker_wait: str = typer.Option("60s", "--worker-wait", help="How long the master waits for --expect-workers to join."),
     cpu_affinity: Optional[str] = typer.Option(None, "--cpu-affinity", help="Pin the load generator to these CPUs (1 | 0,1 | 0-3); pin the server elsewhere (taskset)."),
+    header: Optional[list[str]] = typer.Option(None, "--header", "-H", help="Extra request header 'Name: value' sent with every request, e.g. 'X-Request-Timeout-Ms: 200' (repeatable)."),
     out: Path = typer.Option(Path("loadtest-results.json"), "--out", "-o", help="Results file (kind 'loadtest')."),
 ):
     """HTTP load test: p50–p99.9 at µs resolution, throughput, errors by status and the server's own inference time, per step."""
@@ -360,7 +368,7 @@ def loadtest_cmd(
                       duration=duration, warmup=warmup, drain=drain, payload=payload, client=client, model_dir=model_dir,
                       samples=samples, seed=seed, server_time_header=server_time_header, timeout=timeout,
                       workers=workers, master_bind=master_bind, expect_workers=expect_workers, worker_wait=worker_wait,
-                      cpu_affinity=cpu_affinity)
+                      cpu_affinity=cpu_affinity, headers=header)
     run = run_loadtest(spec, progress=lambda line: console.print(f"[dim]•[/dim] {line}", markup=True, highlight=False))
     run.results.write(out)
     console.print(steps_table(run.results))

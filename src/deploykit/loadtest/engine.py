@@ -199,6 +199,7 @@ def _merge_step(step: StepSpec, per_process: dict[str, dict], members: list[str]
         "latency": merged("latency"),
         "uncorrected": merged("uncorrected"),
         "server": merged("server"),
+        "answered": merged("answered"),
         "send_lag": merged("send_lag"),
         "own_lag": merged("own_lag"),
         "timers": sorted({s["timer"] for s in per_process.values() if s.get("timer")}),
@@ -215,7 +216,7 @@ def run(spec: LoadSpec, payload: dict) -> dict:
     env = Environment(user_classes=[LoadUser], host=f"{parts.scheme}://{parts.netloc}")
     coordinator = _MasterCoordinator(env, spec) if spec.distributed else _LocalCoordinator(env)
     request = {"path": (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-               "headers": {"Content-Type": payload["content_type"], "Accept-Encoding": "identity"},
+               "headers": {"Content-Type": payload["content_type"], "Accept-Encoding": "identity", **spec.headers},
                "bodies": payload["bodies"], "server_time_header": spec.server_time_header, "timeout_s": spec.timeout_s,
                "client": spec.client, "host": parts.hostname, "port": parts.port or (443 if parts.scheme == "https" else 80)}
     hard_stop_s = spec.warmup_s + spec.duration_s + spec.drain_s + _SPAWN_TIMEOUT_S + 60.0

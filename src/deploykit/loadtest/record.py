@@ -18,7 +18,9 @@ Pure Python (no gevent, no Locust), so its rules are unit-tested on their own:
   busy, or a generator short of CPU — means the server was not offered the schedule the step names:
   the step is invalid (loadtest.open_step_invalid_reason).
 - Only successful answers (HTTP status < 400) enter the latency histograms; errors are counted by
-  status code, or by the exception's name when no answer came.
+  status code, or by the exception's name when no answer came. Every answer with a status, errors
+  included, is also timed (timed the same way) in the answer-time histogram: a server that sheds load
+  must shed it in time (a 503 after the client gave up is no answer).
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class StepRecorder:
         self.latency = load_hdr.new_histogram()
         self.uncorrected = load_hdr.new_histogram()
         self.server = load_hdr.new_histogram()
+        self.answered = load_hdr.new_histogram()  # every answer with an HTTP status, errors included
         self.send_lag = load_hdr.new_histogram()  # open loop: sent − scheduled, for sends in the window
         self.own_lag = load_hdr.new_histogram()  # open loop: sent − max(scheduled, connection free): the generator's part
         self.timer: Optional[str] = None  # open loop: how the dispatcher waited ("timerfd", "gevent.sleep")
@@ -152,14 +155,16 @@ class StepRecorder:
         if not counted:
             return
         self.requests += 1
-        if error is not None or not 0 < status < 400:
-            self.errors[str(status) if status else (error or "no answer")] += 1
-            return
         start = intended_ns if self.mode == "open" else sent_ns
         if ready_ns is not None:
             # the generator's own lag is not the server's: what remains is the wait for a free
             # connection (queueing behind slow answers, the coordinated-omission part) + send → answer
             start += sent_ns - ready_ns
+        if error is None and status > 0:
+            self.answered.record_value(_us(done_ns - start))
+        if error is not None or not 0 < status < 400:
+            self.errors[str(status) if status else (error or "no answer")] += 1
+            return
         self.latency.record_value(_us(done_ns - start))
         if self.mode == "open":
             self.uncorrected.record_value(_us(done_ns - sent_ns))
@@ -190,6 +195,7 @@ class StepRecorder:
             "latency": load_hdr.encode(self.latency),
             "uncorrected": load_hdr.encode(self.uncorrected) if self.mode == "open" else None,
             "server": load_hdr.encode(self.server),
+            "answered": load_hdr.encode(self.answered),
             "send_lag": load_hdr.encode(self.send_lag) if self.mode == "open" else None,
             "own_lag": load_hdr.encode(self.own_lag) if self.mode == "open" else None,
             "timer": self.timer,

@@ -30,6 +30,7 @@ __all__ = [
     "parse_cpu_list",
     "parse_url",
     "parse_host_port",
+    "parse_headers",
     "check_reachable",
 ]
 
@@ -81,6 +82,7 @@ class LoadSpec(_Model):
     master_bind: Optional[str] = Field(None, description="HOST:PORT the master listens on (distributed mode)")
     worker_wait_s: float = Field(60.0, gt=0, le=MAX_STEP_SECONDS, description="how long the master waits for its workers")
     cpu_affinity: Optional[list[int]] = None
+    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers (--header), sent with every request")
 
     @property
     def distributed(self) -> bool:
@@ -157,6 +159,29 @@ def parse_host_port(text: str, option: str) -> tuple[str, int]:
     if not m or not 0 < int(m.group(2)) < 65536:
         raise UsageError(f"{option} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:5557")
     return m.group(1).strip("[]"), int(m.group(2))
+
+
+# RFC 9110 field-name token; a value of visible characters, spaces and tabs (no CR/LF: no header injection).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# Set by the load tester itself (framing, connection reuse, the payload's type): not overridable.
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "content-type"})
+
+
+def parse_headers(texts: Optional[list[str]], option: str = "--header") -> dict[str, str]:
+    """['X-Request-Timeout-Ms: 200', …] → {name: value}; one UsageError naming a bad one."""
+    headers: dict[str, str] = {}
+    for text in texts or []:
+        name, sep, value = str(text).partition(":")
+        name, value = name.strip(" \t"), value.strip(" \t")  # a CR or LF stays and is refused
+        if not sep or not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+            raise UsageError(f"{option} {text!r}: expected 'Name: value' (a header name, then printable text)")
+        if name.lower() in _OWN_HEADERS:
+            raise UsageError(f"{option} {text!r}: {name} is set by the load tester itself")
+        if any(k.lower() == name.lower() for k in headers):
+            raise UsageError(f"{option} {text!r}: {name} given twice")
+        headers[name] = value
+    return headers
 
 
 def check_reachable(url: str, timeout_s: float = 3.0) -> None:

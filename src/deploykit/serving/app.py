@@ -15,7 +15,8 @@ routes: ``{"error": "…", "code"}``), a few hundred bytes at most; overload and
 Retry-After. Successful answers carry ``X-Inference-Time-Us`` (model compute of the batch the request
 ran in: the runtime call alone, what `deploykit bench` times), ``X-Batch-Size`` (that batch's images) and ``X-Server-Time-Us`` (from the request's arrival in the handler to the answer: body read,
 decode, queue, compute, encode). A request may carry a deadline, ``X-Request-Timeout-Ms`` (or the
-OIP ``parameters.timeout``), counted from its arrival: work still queued past it is dropped, 503.
+OIP ``parameters.timeout``), counted from its arrival: work still queued past it is dropped, and work
+expected to finish past it is refused at arrival, 503.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from deploykit.serving.asgi import JSON, Body, Endpoint, MountedApp, NotFound
 from deploykit.serving.config import ServeSettings
 from deploykit.serving.decode import check_batch_size, decode_image, decode_json_batch
 from deploykit.serving.engine import Engine
-from deploykit.serving.errors import BadRequest, Overloaded, error_body
+from deploykit.serving.errors import BadRequest, DeadlineExceeded, Overloaded, error_body
 from deploykit.serving.metrics import ServingMetrics
 
 __all__ = ["ServingApp", "INFERENCE_TIME_HEADER", "BATCH_HEADER", "SERVER_TIME_HEADER", "TIMEOUT_HEADER"]
@@ -115,7 +116,8 @@ class ServingApp:
             deadline = header_deadline(request, start)
             data = await body.read(settings.max_body_bytes)
             counted = self._enter()
-            x, context, asked = await parse(request, data)
+            engine.admit(deadline)
+            x, context, asked = await _within(deadline, parse(request, data), settings.retry_after_s)
             if asked is not None:
                 deadline = min(deadline, start / 1e9 + asked) if deadline is not None else start / 1e9 + asked
             probs, compute_us, batch = await engine.infer(x, deadline=deadline)
@@ -251,6 +253,24 @@ class ServingApp:
                 await body.drain()
             headers["Connection"] = "close"
         return Response(errors(exc.code, exc.message), status_code=exc.status, media_type=JSON, headers=headers)
+
+
+async def _within(deadline: Optional[float], parsing: Awaitable, retry_after_s: int):
+    """Parsing under the request's deadline: image decoding waits for a decode thread, and under
+    overload that wait alone could outlast the deadline (a decode already running finishes first)."""
+    if deadline is None:
+        return await parsing
+    import anyio
+
+    left = deadline - time.perf_counter()
+    try:
+        if left <= 0:  # the engine refuses it anyway; no cancel scope that is cancelled on entry
+            raise TimeoutError
+        with anyio.fail_after(left):
+            return await parsing
+    except TimeoutError:
+        parsing.close()
+        raise DeadlineExceeded("deadline passed before the input was decoded", retry_after_s) from None
 
 
 def _require_json(request: Request) -> None:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 
-from deploykit.serving.errors import BadRequest, Overloaded, error_body
+from deploykit.serving.errors import BadRequest, Overloaded, error_body_for
 
 if TYPE_CHECKING:
     from deploykit.serving.app import ServingApp
@@ -121,7 +121,7 @@ def _json_errors(router):
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
             message = {404: f"no route {scope.get('path', '')}; see GET /docs.json",
                        405: f"{scope.get('method')} is not allowed here"}.get(exc.status_code, str(exc.detail))
-            await Response(error_body(code, message), status_code=exc.status_code, media_type=JSON,
+            await Response(error_body_for(scope.get("path", ""))(code, message), status_code=exc.status_code, media_type=JSON,
                            headers=exc.headers)(scope, receive, send)
 
     return app
@@ -158,10 +158,10 @@ class NotFound(BaseRoute):
     async def handle(self, scope, receive, send) -> None:
         path = scope.get("path", "")
         if path in BENTOML_GET_PATHS:
-            body = error_body("method_not_allowed", f"{scope.get('method')} is not allowed here")
+            body = error_body_for(path)("method_not_allowed", f"{scope.get('method')} is not allowed here")
             response = Response(body, status_code=405, media_type=JSON, headers={"Allow": "GET, HEAD"})
         else:
-            body = error_body("not_found", f"no route {path}; see GET /docs.json")
+            body = error_body_for(path)("not_found", f"no route {path}; see GET /docs.json")
             response = Response(body, status_code=404, media_type=JSON)
         await response(scope, receive, send)
 

@@ -34,7 +34,7 @@ class ServeSettings(BaseModel):
     threads: Optional[int] = Field(1, ge=1, description="runtime threads per worker; 1 suits many small requests")
     workers: int = Field(1, ge=1, description="server processes, each with its own predictor")
     max_batch_size: int = Field(64, ge=2, description="adaptive batching: most images in one model call")
-    max_latency_ms: int = Field(500, ge=1, description="adaptive batching: a request waiting longer gets 503")
+    max_latency_ms: int = Field(500, ge=1, description="adaptive batching: a request waiting longer, or expected to, gets 503")
     max_images: int = Field(64, ge=1, description="most images in one request")
     max_body_bytes: int = Field(4 << 20, ge=1024, description="largest request body")
     max_image_pixels: int = Field(

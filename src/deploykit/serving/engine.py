@@ -8,7 +8,10 @@ the dispatcher directly rather than through BentoML's pydantic IO layer (the big
 cost measured here); see docs/serving.md.
 
 Admission control bounds the queue: a worker admits at most ``max_queue`` images (queued + running);
-beyond that, and for requests cancelled at the deadline, the answer is 503 with Retry-After.
+beyond that, and for requests cancelled at the deadline, the answer is 503 with Retry-After. A request
+expected to finish past its deadline (or past ``max_latency_ms`` without one), from the images ahead of
+it and the measured time per batch (admission.py), is refused at arrival, and again when its batch is
+formed, instead of waiting to be refused late.
 
 Where the model runs: a call that takes microseconds (ONNX Runtime, LiteRT, TorchScript on an MLP)
 runs inline on the event loop, since handing it to a thread costs more than the call; a slow one
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from deploykit.serving.admission import ServiceTime
 from deploykit.serving.errors import DeadlineExceeded, NotReady, Overloaded
 from deploykit.serving.model_input import ServedInput
 
@@ -84,6 +89,8 @@ class Engine:
         self._predictor = None
         self._dispatch = None
         self._pending = 0
+        self._service = ServiceTime(max_batch_size)
+        self._deadlines: dict[int, float] = {}  # id(input) → deadline of a queued request that has one
         self._dtype = RESULT_DTYPE  # replaced after warm-up by the model's own output width
         self.on_batch = None  # optional callback(images, compute_us), e.g. metrics
 
@@ -184,11 +191,15 @@ class Engine:
         def deadline_passed():
             raise Overloaded(f"request waited over {self.max_latency_ms} ms in the queue; retry later", self.retry_after_s)
 
+        engine = self
+
         class DropAbandoned(CorkDispatcher):
             """BentoML's dispatcher, but a queued request whose caller stopped waiting (its deadline
-            passed) is dropped before batching: BentoML's would still compute it."""
+            passed), or that would now finish past its deadline, is dropped before batching: BentoML's
+            would still compute it."""
 
             def _get_inputs(self, num_batches=None):
+                engine._refuse_late(self._queue)
                 if any(job.future.done() for job in self._queue):  # in place: the controller holds the deque
                     keep = [job for job in self._queue if not job.future.done()]
                     self._queue.clear()
@@ -213,13 +224,18 @@ class Engine:
 
     async def _run_batch(self, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
         x = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        # Compute = the runtime call(s) alone (Predictor.predict_timed), as `deploykit bench` times it:
-        # not the thread hand-off, input preparation or dequantization around it.
+        backlogged = self._pending > len(x)  # others wait behind this batch
+        t = time.perf_counter_ns()
         if self.inline:
             probs, run_ns = self._predictor.predict_timed(x)
         else:
             probs, run_ns = await asyncio.to_thread(self._predictor.predict_timed, x)
+        end = time.perf_counter_ns()
+        # Compute = the runtime call(s) alone (Predictor.predict_timed), as `deploykit bench` times it:
+        # not the thread hand-off, input preparation or dequantization around it. Admission's service
+        # time is the whole batch (t → end): what a queued request actually waits for.
         compute_us = run_ns / 1e3
+        self._service.observe(t / 1e9, end / 1e9, backlogged)
         if self.on_batch is not None:
             self.on_batch(len(x), compute_us)
         out = np.empty(len(x), self._dtype)
@@ -243,13 +259,17 @@ class Engine:
         `deadline` (time.perf_counter seconds): past it the request is answered 503 and, if still
         queued, dropped from the queue unrun."""
         self.check_ready()
-        if deadline is not None and deadline <= time.perf_counter():
+        now = time.perf_counter()
+        if deadline is not None and deadline <= now:
             raise DeadlineExceeded("deadline passed before the request reached the model", self.retry_after_s)
         n = len(x)
         if self._pending + n > self.max_queue:
             raise Overloaded(f"queue full ({self._pending} images waiting, limit {self.max_queue}); retry later",
                              self.retry_after_s)
+        self.admit(deadline, n, now)
         self._pending += n
+        if deadline is not None:
+            self._deadlines[id(x)] = deadline
         try:
             if deadline is None:
                 out = await self._dispatch(x)
@@ -263,7 +283,35 @@ class Engine:
             raise
         finally:
             self._pending -= n
+            self._deadlines.pop(id(x), None)
         return out["probs"], float(out["compute_us"].max()), int(out["batch"].max())
+
+    def admit(self, deadline: Optional[float], n: int = 1, now: Optional[float] = None) -> None:
+        """503 now, rather than late, for a request expected to finish past its deadline (past
+        max_latency_ms without one): see admission.py. The app asks before parsing the input too, so
+        that a refused request costs no decoding."""
+        now = time.perf_counter() if now is None else now
+        if self._service.late(now, deadline if deadline is not None else now + self.max_latency_ms / 1e3, self._pending, n):
+            wait_ms = (self._service.completion(now, self._pending, n) - now) * 1e3
+            message = f"{self._pending} images ahead: expected in {wait_ms:.0f} ms"
+            if deadline is not None:
+                raise DeadlineExceeded(f"{message}, past the deadline; retry later", self.retry_after_s)
+            raise Overloaded(f"{message}, past {self.max_latency_ms} ms; retry later", self.retry_after_s)
+
+    def _refuse_late(self, queue) -> None:
+        """When a batch is formed: a queued request that its own batch would now finish past its
+        deadline (the measured time per batch grew since it was admitted) is answered 503 at once.
+        The head of the queue is kept: it runs now and measures the service time again (dropping it
+        too could leave a once-slow estimate refusing everything for ever)."""
+        batch_s = self._service.batch_s
+        if batch_s is None or not self._deadlines or len(queue) < 2:
+            return
+        done = time.perf_counter() + batch_s
+        for job in itertools.islice(queue, 1, None):
+            deadline = self._deadlines.get(id(job.data))
+            if deadline is not None and deadline < done and not job.future.done():
+                job.future.set_result(DeadlineExceeded("expected to finish past the deadline; dropped from the queue",
+                                                       self.retry_after_s))
 
     def close(self) -> None:
         if self._predictor is not None:

@@ -7,7 +7,8 @@ import msgspec
 
 from deploykit.errors import DeployKitError
 
-__all__ = ["BadRequest", "Overloaded", "NotReady", "DeadlineExceeded", "error_body", "protocol_error_body", "MAX_MESSAGE_CHARS"]
+__all__ = ["BadRequest", "Overloaded", "NotReady", "DeadlineExceeded", "error_body", "protocol_error_body",
+           "error_body_for", "MAX_MESSAGE_CHARS"]
 
 # Messages are cut so that no request can make the server echo back a large body.
 MAX_MESSAGE_CHARS = 240
@@ -61,3 +62,14 @@ def protocol_error_body(code: str, message: str) -> bytes:
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     return msgspec.json.encode({"error": message, "code": code})
+
+
+def _is_protocol_path(path: str) -> bool:
+    return path == "/v2" or path.startswith(("/v1/", "/v2/"))
+
+
+def error_body_for(path: str):
+    """The error body function of the route family `path` belongs to: the standard protocols' paths
+    (/v1/…, /v2, /v2/…) answer every error, 404 and 405 included, in their clients' shape; the rest in
+    deploykit's. One rule for every place that answers an error (routes, router, middleware)."""
+    return protocol_error_body if _is_protocol_path(path) else error_body

@@ -172,11 +172,11 @@ class _Edges:
     async def _error(status: int, scope, send) -> None:
         from starlette.responses import Response
 
-        from deploykit.serving.errors import error_body, protocol_error_body
+        from deploykit.serving.errors import error_body_for
 
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
         message = {404: "no such route; see GET /docs.json"}.get(status, f"HTTP {status}")
-        body = (protocol_error_body if scope["path"].startswith(("/v1/", "/v2/")) else error_body)(code, message)
+        body = error_body_for(scope["path"])(code, message)
         await Response(body, status_code=status, media_type="application/json")(scope, None, send)
 
     @staticmethod
