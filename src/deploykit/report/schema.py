@@ -134,6 +134,7 @@ class LoadRow(_Model):
     throughput_rps: float
     latency: Optional[LatencyStats] = None
     server_time: Optional[LatencyStats] = None
+    answer_time: Optional[LatencyStats] = Field(None, description="every answer with a status, errors included")
     corrected: bool = False
     send_lag: Optional[LatencyStats] = None
     valid: bool = True
