@@ -232,6 +232,7 @@ def test_bad_input_is_one_line_and_exit_2(server, args, message, port):
     assert r.stderr.strip().count("\n") == 0 and message.format(free=port) in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # default run ≤ 12 min: 4–9 s each measured; run by pytest -m slow
 def test_open_loop_shows_a_stall_that_the_closed_loop_hides(server):
     """Every second the server stops answering for 300 ms. A closed loop sends nothing while its
     requests wait, so only the few requests in flight see the stall: its p90 stays fast. The open
@@ -295,6 +296,7 @@ def test_open_loop_step_is_invalid_when_the_generator_cannot_send_the_rate(serve
     assert any("INVALID" in n for n in res.notes)
 
 
+@pytest.mark.slow  # default run ≤ 12 min: 4–9 s each measured; run by pytest -m slow
 def test_distributed_mode_merges_worker_histograms(server):
     before = server.counts["/predict"]
     spec = build_spec(_url(server, "/predict"), concurrency="4", rate="150", connections=4, duration="2s",
@@ -312,6 +314,7 @@ def test_distributed_mode_merges_worker_histograms(server):
     assert any("merged from 2 workers" in n for n in run.results.notes)
 
 
+@pytest.mark.slow  # default run ≤ 12 min: 4–9 s each measured; run by pytest -m slow
 def test_remote_style_worker_joins_a_master_bound_on_loopback(server, tmp_path, port):
     """The documented multi-machine setup, on one machine: a master bound to HOST:PORT waiting for
     one worker, and `deploykit loadtest-worker --master HOST:PORT` started separately."""
@@ -334,6 +337,7 @@ def test_remote_style_worker_joins_a_master_bound_on_loopback(server, tmp_path, 
     assert step.requests > 0 and step.errors == 0 and step.latency.samples == step.requests
 
 
+@pytest.mark.slow  # default run ≤ 12 min: 4–9 s each measured; run by pytest -m slow
 def test_missing_workers_fail_in_one_line_and_leave_no_worker_behind(server, port):
     import psutil
 
