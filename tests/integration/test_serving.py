@@ -5,7 +5,7 @@ variables), on free loopback ports, in parallel, once for this module.
 | runtime     | model            | format      | started by                                   |
 |-------------|------------------|-------------|----------------------------------------------|
 | onnxruntime | torch-mlp        | onnx        | deploykit serve --config (small limits)      |
-| litert      | keras-sequential | tflite-fp32 | bentoml serve --arg                          |
+| litert      | keras-sequential | tflite-fp32 | bentoml serve --arg (BentoML's HTTP metrics on) |
 | tensorflow  | keras-sequential | savedmodel  | bentoml serve --arg (4 s warm-up, small queue) |
 | torch       | torch-mlp        | torchscript | bentoml serve, DEPLOYKIT_* environment       |
 """
@@ -50,9 +50,13 @@ def servers(mnist_models, tmp_path_factory):
                              ports["onnxruntime"], mnist_models / model, fmt, logs))
         for name in ("litert", "tensorflow"):
             model, fmt = SERVERS[name]
-            extra = {"warmup_s": 4, "max_queue": 32, "max_concurrency": 6} if name == "tensorflow" else {}
+            extra = ({"warmup_s": 4, "max_queue": 32, "max_concurrency": 6} if name == "tensorflow"
+                     else {"bentoml_http_metrics": "true"})
+            # A BENTOML_HOME of its own: `bentoml serve` keeps metrics in one folder per BENTOML_HOME and
+            # empties it on start, so servers started beside it would delete its metrics files.
+            home = {"BENTOML_HOME": str(logs / f"bentoml-{name}")} if name == "litert" else None
             started.append(start(name, bentoml_serve_cmd(ports[name], {"model": mnist_models / model, "format": fmt, **extra}),
-                                 ports[name], mnist_models / model, fmt, logs))
+                                 ports[name], mnist_models / model, fmt, logs, env=home))
         model, fmt = SERVERS["torch"]
         started.append(start("torch", bentoml_serve_cmd(ports["torch"], {}), ports["torch"], mnist_models / model, fmt, logs,
                              env={"DEPLOYKIT_MODEL": str(mnist_models / model), "DEPLOYKIT_FORMAT": fmt}))
@@ -247,12 +251,13 @@ def test_readiness_was_false_until_the_model_was_loaded_and_warm(servers, client
 def test_metrics_openapi_info_and_the_chosen_format_printed(servers, client):
     server = servers["onnxruntime"]
     _good(server, client)
+    assert client.post(server.url + "/predict", json={"inputs": [[0.0] * 3]}).status_code == 422
     metrics = client.get(server.url + "/metrics").text
     assert 'deploykit_request_duration_seconds_count{endpoint="predict",format="onnx",status="200"}' in metrics
     assert 'deploykit_request_duration_seconds_count{endpoint="predict",format="onnx",status="422"}' in metrics
     assert 'deploykit_request_duration_seconds_bucket{endpoint="predict",format="onnx",le="0.001",status="200"}' in metrics
     assert "deploykit_batch_images_bucket" in metrics
-    assert 'bentoml_service_request_total{endpoint="/predict"' in metrics  # BentoML's own, kept
+    assert "bentoml_service_request_total" not in metrics  # BentoML's own are off by default
     spec = client.get(server.url + "/docs.json").json()
     assert {"/predict", "/predict_image", "/livez", "/readyz", "/metrics"} <= set(spec["paths"])
     assert "PredictRequest" in spec["components"]["schemas"]
@@ -260,6 +265,14 @@ def test_metrics_openapi_info_and_the_chosen_format_printed(servers, client):
     assert info["limits"]["max_images"] == 8 and info["format"] == "onnx" and info["inline"] is True
     assert "deploykit: serving torch-mlp as onnx via onnxruntime (asked for)" in server.output()
     assert "sha256 verified" in server.output()
+
+
+def test_bentomls_own_http_metrics_when_asked_for(servers, client):
+    server = servers["litert"]  # started with bentoml_http_metrics=true
+    _good(server, client)
+    metrics = client.get(server.url + "/metrics").text
+    assert 'bentoml_service_request_total{endpoint="/predict"' in metrics
+    assert 'deploykit_request_duration_seconds_count{endpoint="predict",format="tflite-fp32",status="200"}' in metrics
 
 
 # -- refusing a tampered artifact ---------------------------------------------------------------------

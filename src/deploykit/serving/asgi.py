@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -43,10 +44,10 @@ class Body:
         self.slot = False
 
     async def _next(self) -> dict:
-        import anyio
-
         try:
-            with anyio.fail_after(max(self.deadline - time.monotonic(), 0.001)):
+            # asyncio.timeout, not anyio.fail_after: 7–19 µs against 50–73 µs per call (see app._within),
+            # and every request makes at least one receive.
+            async with asyncio.timeout(max(self.deadline - time.monotonic(), 0.001)):
                 message = await self.request.receive()
         except TimeoutError:
             raise BadRequest(408, "body_timeout", f"request body not received within {self.app.settings.body_timeout_s:g} s") from None

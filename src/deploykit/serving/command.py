@@ -10,6 +10,7 @@ exactly as `bentoml serve deploykit.serving.service:DeployKitService --arg ...` 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -67,7 +68,26 @@ def serve_cmd(
     console.print(f"deploykit: http://{host}:{port}  (POST /predict, POST /predict_image, GET /readyz, /metrics, docs at /)",
                   markup=False, soft_wrap=True)
     _check_port_free(host, port)
-    DeployKitService.serve_http(host=host, port=port)
+    with _own_metrics_dir():
+        DeployKitService.serve_http(host=host, port=port)
+
+
+@contextmanager
+def _own_metrics_dir():
+    """A Prometheus multiprocess folder of this server's own. BentoML's default is one folder per
+    BENTOML_HOME, emptied by every server that starts: two servers on one machine would mix their
+    metrics, and the second to start would delete the first one's."""
+    import shutil
+    import tempfile
+
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    path = tempfile.mkdtemp(prefix="deploykit-metrics-")
+    BentoMLContainer.prometheus_multiproc_dir.set(path)  # what serve_http passes to its workers
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -57,8 +57,9 @@ class ServeSettings(BaseModel):
         10.0, gt=0, description="BentoML's per-request timeout (504 past it); see service.py on why not longer")
     access_log: bool = Field(False, description="BentoML access log (costs time per request)")
     bentoml_http_metrics: bool = Field(
-        True, description="BentoML's per-request HTTP metrics (by path and status); off: ~15 % more req/s, "
-                          "/metrics then has deploykit's own metrics only")
+        False, description="also BentoML's per-request HTTP metrics (by path and status) on /metrics; they cost "
+                           "a locked shared-file write per request (see service.py). deploykit's own metrics "
+                           "(by endpoint, format and status) are always there")
 
     @model_validator(mode="after")
     def _body_before_request_timeout(self) -> "ServeSettings":

@@ -10,6 +10,7 @@ artifact's own tensor (deploykit.runtimes.base.to_input).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
@@ -41,16 +42,18 @@ class ServedInput:
         return cls(spec.name, tuple(int(d) for d in inner), spec.layout, float(ends[0]), float(ends[1]),
                    spec.pixel_scale, spec.pixel_offset)
 
-    @property
+    # Computed once per server, not per request (cached_property writes the instance __dict__, which a
+    # frozen dataclass allows): every request's validation reads them.
+    @cached_property
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    @property
+    @cached_property
     def geometry(self) -> Optional[tuple[int, int, int]]:
         """(H, W, C) of an image input; None for a flat (NC) tensor input."""
         return target_geometry(list(self.shape), self.layout)
 
-    @property
+    @cached_property
     def accepted(self) -> tuple[tuple[int, ...], ...]:
         """Per-sample shapes a JSON body may use: the model's own, H×W for a one-channel image, flat."""
         shapes = [self.shape]

@@ -59,10 +59,11 @@ def _service_config(settings: ServeSettings) -> dict:
       and thousands of requests per second that is over a million objects for every full garbage
       collection to scan (p99 at c=32 was ~100 ms here); 10 s keeps it small and is ample for
       this service (the queue deadline, max_latency_ms, is far shorter).
-    - metrics: BentoML's request metrics (by path and status) stay on by default and cover these
-      routes too; the app adds its own by format (metrics.py). They cost ~15 % of the throughput of
-      a microsecond model (measured: 4,300 → 5,250 req/s at c=32); `bentoml_http_metrics=false`
-      turns BentoML's off, and /metrics is then served by the app (deploykit's metrics only).
+    - metrics: BentoML's request metrics (by path and status) are off by default: deploykit's own
+      (metrics.py: by endpoint, format and status, which BentoML's lack) answer the same questions,
+      and BentoML's add a middleware and locked multiprocess-file writes to every request (measured
+      earlier: 4,300 → 5,250 req/s at c=32 without them). /metrics is then served by the app from
+      the same registry; `bentoml_http_metrics=true` brings BentoML's back on its own /metrics.
     """
     return {
         "name": SERVICE_NAME,
