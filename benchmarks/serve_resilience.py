@@ -19,6 +19,7 @@ deadlines under overload. Servers are `deploykit serve` on loopback ports; all a
 
     .venv/bin/python benchmarks/serve_resilience.py --model models/mnist/torch-mlp [--duration 10]
     .venv/bin/python benchmarks/serve_resilience.py --only overload --overload-model models/mnist/keras-cnn --overload-format savedmodel
+    .venv/bin/python benchmarks/serve_resilience.py --only overload --heavy-width 4096 --server-cores 1 --client-cores 0
 """
 
 from __future__ import annotations
@@ -42,9 +43,14 @@ from test_serving_support import answers_within, worker_pids  # noqa: E402  (one
 BODY = json.dumps({"inputs": [[0.5] * 784]}).encode()
 
 
+# taskset prefixes (--server-cores / --client-cores): empty = unpinned
+PIN = {"server": [], "client": []}
+
+
 def serve(model: str, fmt: str, workers: int, **settings) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "deploykit", "serve", model, "--format", fmt, "--port", str(port), "--workers", str(workers)]
+    cmd = [*PIN["server"], sys.executable, "-m", "deploykit", "serve", model, "--format", fmt, "--port", str(port),
+           "--workers", str(workers)]
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", **{f"DEPLOYKIT_{k.upper()}": str(v) for k, v in settings.items()}}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
@@ -131,11 +137,30 @@ def _server_answers(url: str, bound_s: float) -> tuple[float, float]:
 def _loadtest(url: str, args: list[str], timeout_s: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "load.json"
-        done = subprocess.run([sys.executable, "-m", "deploykit", "loadtest", url + "/predict", *args, "--out", str(out)],
+        done = subprocess.run([*PIN["client"], sys.executable, "-m", "deploykit", "loadtest", url + "/predict", *args,
+                               "--out", str(out)],
                               capture_output=True, text=True, cwd=ROOT, timeout=timeout_s)
         if not out.exists():  # exit 1 with results written means every request failed: still figures
             raise SystemExit(f"loadtest failed ({done.returncode}): {done.stderr.strip()[-300:]}")
         return json.loads(out.read_text())
+
+
+def heavy_model(root: Path, width: int) -> str:
+    """An MNIST-shaped model whose compute, not HTTP, bounds the server (784 → width ×3 → 10, random
+    weights), exported and proven by `deploykit export` like any user model: its capacity is low enough
+    that 16× of it is a rate the load generator can send here."""
+    import torch
+    from torch import nn
+
+    from deploykit.user_export import export_user_model
+
+    torch.manual_seed(0)
+    layers = [nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+              nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10), nn.Softmax(dim=1)]
+    torch.jit.script(nn.Sequential(*layers).eval()).save(str(root / "heavy.pt"))
+    _, model_dir = export_user_model(root / "heavy.pt", formats="onnx", dataset="mnist", out=root / "models",
+                                     name=f"heavy-mlp-{width}", isolate=False)
+    return str(model_dir)
 
 
 def overload(model: str, fmt: str, workers: int, max_batch_size: int, deadline_ms: int = 150,
@@ -190,7 +215,17 @@ def main() -> None:
     ap.add_argument("--overload-workers", type=int, default=1)
     ap.add_argument("--overload-batch", type=int, default=2, help="max batch size (2, the least): small batches make the model, not HTTP, the limit")
     ap.add_argument("--multiples", default="4,16")
+    ap.add_argument("--heavy-width", type=int, default=0,
+                    help="overload a generated MNIST-shaped MLP of this width (e.g. 4096; ONNX) instead of --overload-model")
+    ap.add_argument("--server-cores", default="", help="taskset cores for the server (e.g. 1; default unpinned)")
+    ap.add_argument("--client-cores", default="", help="taskset cores for the load tester (e.g. 0)")
     args = ap.parse_args()
+    PIN.update(server=["taskset", "-c", args.server_cores] if args.server_cores else [],
+               client=["taskset", "-c", args.client_cores] if args.client_cores else [])
+    if args.heavy_width:
+        work = Path(tempfile.mkdtemp(prefix="deploykit-heavy-"))
+        args.overload_model, args.overload_format = heavy_model(work, args.heavy_width), "onnx"
+        print(f"overload model: {args.overload_model}")
     for name, run in (("scaling", lambda: scaling(args.model, args.format, args.duration)),
                       ("kill", lambda: kill_worker(args.model, args.format)),
                       ("overload", lambda: overload(args.overload_model or args.model, args.overload_format or args.format,

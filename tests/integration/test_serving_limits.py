@@ -188,6 +188,15 @@ def test_deploykit_serve_on_a_port_in_use_is_one_line(server, mnist_models):
     assert len(lines) == 1 and "already in use" in lines[0], out.stderr[-2000:]
 
 
+def test_bentoml_serve_on_a_port_in_use_is_one_line(server, mnist_models):
+    port = int(server.url.rsplit(":", 1)[1])
+    out = subprocess.run(bentoml_serve_cmd(port, {"model": mnist_models / "torch-mlp", "format": "onnx"}), cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"port {port}" in lines[0] and "already in use" in lines[0], out.stderr[-2000:]
+
+
 def test_bentoml_serve_refuses_a_tampered_artifact_in_a_few_lines(mnist_models, tmp_path):
     import shutil
 

@@ -8,7 +8,7 @@ Routes (BentoML itself serves /livez, /readyz, /metrics and the docs UI at /):
 - ``GET /info``            model, format, runtime, input, state and limits
 - ``GET /docs.json``       BentoML's OpenAPI document plus these routes (the docs UI reads it)
 - ``GET /schema.json``     (service.py) the routes as BentoML's client discovers them
-- ``GET /metrics``         only when BentoML's is off (``bentoml_http_metrics=false``): the same registry
+- ``GET /metrics``         (unless bentoml_http_metrics=true: then BentoML's own) deploykit's metrics
 
 Every answer is JSON. Client errors are 4xx with ``{"error": {"code", "message"}}`` (the protocol
 routes: ``{"error": "…", "code"}``), a few hundred bytes at most; overload and not-ready are 503 with

@@ -44,7 +44,7 @@ def serve_cmd(
 ):
     """Serve a model over HTTP with BentoML: POST /predict (JSON) and /predict_image (PNG/JPEG)."""
     from deploykit.console import console
-    from deploykit.serving.startup import prepare
+    from deploykit.serving.startup import check_port_free, prepare
 
     settings = settings_from_options(model, config, {
         "format": format, "workers": workers, "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms,
@@ -67,7 +67,7 @@ def serve_cmd(
 
     console.print(f"deploykit: http://{host}:{port}  (POST /predict, POST /predict_image, GET /readyz, /metrics, docs at /)",
                   markup=False, soft_wrap=True)
-    _check_port_free(host, port)
+    check_port_free(host, port)
     with _own_metrics_dir():
         DeployKitService.serve_http(host=host, port=port)
 
@@ -89,21 +89,3 @@ def _own_metrics_dir():
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
-
-def _check_port_free(host: str, port: int) -> None:
-    """BentoML binds the port deep inside its arbiter and a port in use ends in a 61-line traceback;
-    binding it here first (as BentoML will: SO_REUSEADDR) turns that into one line and exit 2."""
-    import errno
-    import socket
-
-    from deploykit.errors import UsageError
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise UsageError(f"port {port} on {host} is already in use: stop what listens there or pass --port") from None
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

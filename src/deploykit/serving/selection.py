@@ -85,7 +85,7 @@ def choose_format(model_dir: Path, manifest: ModelManifest, requested: str = "au
             ties = sorted({r.format for r in fastest if r.format != fmt and tied(best, r)})
             return Choice(fmt, passed[fmt].runtime,
                           f"fastest in {path} (p50 {best.latency.p50_us:.1f} µs at batch {smallest}, {best.runtime}, "
-                          f"{len({r.format for r in records})} formats measured"
+                          f"{_count(len({r.format for r in records}), 'format')} measured"
                           + (f"; tied within noise with {', '.join(ties)}" if ties else "") + ")")
     ranked = sorted(passed, key=_auto_rank)
     fmt = first_usable(ranked)
@@ -119,3 +119,7 @@ def _benchmarked(model_dir: Path, manifest: ModelManifest, passed: dict[str, Art
                if r.status == "ok" and r.latency is not None and r.model == manifest.model
                and r.format in passed and r.device == device and not r.emulated]
     return (path, records) if records else None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -30,7 +30,7 @@ from deploykit.serving.app import ServingApp
 from deploykit.serving.config import ServeSettings
 from deploykit.serving.engine import Engine, ModelInfo
 from deploykit.serving.model_input import ServedInput
-from deploykit.serving.startup import is_store_tag, prepare
+from deploykit.serving.startup import check_port_free, is_store_tag, prepare
 
 __all__ = ["DeployKitService", "SETTINGS", "SERVICE_NAME", "HOT_PATHS"]
 
@@ -90,6 +90,9 @@ class DeployKitService:
         # problem is one line on stderr and exit code 2 instead (as with `deploykit serve`).
         try:
             prepared = prepare(SETTINGS)
+            address = _cli_address()
+            if address is not None:
+                check_port_free(*address)
         except DeployKitError as exc:
             print(f"deploykit: error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
@@ -131,6 +134,22 @@ class DeployKitService:
     @bentoml.on_shutdown
     def close(self) -> None:
         self.engine.close()
+
+
+def _cli_address():
+    """(host, port) the `bentoml serve` (or `deploykit serve`) command in this process will bind, from its
+    click context (its --host/--port, BENTOML_HOST/BENTOML_PORT, else BentoML's configuration); None
+    where no such command runs (a worker, a test)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or "port" not in ctx.params:
+        return None
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    host = ctx.params.get("host") or BentoMLContainer.http.host.get()
+    port = ctx.params.get("port") or BentoMLContainer.http.port.get()
+    return str(host), int(port)
 
 
 class _Edges:

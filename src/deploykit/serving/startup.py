@@ -13,7 +13,7 @@ from deploykit.manifest import ArtifactEntry, ModelManifest
 from deploykit.serving.config import ServeSettings
 from deploykit.serving.selection import Choice, choose_format
 
-__all__ = ["Prepared", "prepare", "is_store_tag"]
+__all__ = ["Prepared", "prepare", "is_store_tag", "check_port_free"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +47,20 @@ def prepare(settings: ServeSettings) -> Prepared:
     entry = manifest.artifact(choice.format)
     artifact = manifest.verify(model_dir, entry)  # ChecksumMismatch: refuse a file that does not match
     return Prepared(Path(model_dir), manifest, entry, choice, artifact)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """BentoML binds the port deep inside its arbiter and a port in use ends in a 55–61-line traceback;
+    binding it here first (as BentoML will: SO_REUSEADDR) turns that into one line (UsageError)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use: stop what listens there or pass --port") from None
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
