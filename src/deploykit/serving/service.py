@@ -61,9 +61,9 @@ def _service_config(settings: ServeSettings) -> dict:
       this service (the queue deadline, max_latency_ms, is far shorter).
     - metrics: BentoML's request metrics (by path and status) are off by default: deploykit's own
       (metrics.py: by endpoint, format and status, which BentoML's lack) answer the same questions,
-      and BentoML's add a middleware and locked multiprocess-file writes to every request (measured
-      earlier: 4,300 → 5,250 req/s at c=32 without them). /metrics is then served by the app from
-      the same registry; `bentoml_http_metrics=true` brings BentoML's back on its own /metrics.
+      and BentoML's add a middleware and locked multiprocess-file writes to every request. /metrics
+      is then served by the app from the same registry; `bentoml_http_metrics=true` brings BentoML's
+      back on its own /metrics.
     """
     return {
         "name": SERVICE_NAME,
