@@ -24,9 +24,11 @@ EWMA_ALPHA = 0.2  # weight of the newest batch: follows a change within ~10 batc
 class ServiceTime:
     """An EWMA of how long one batch holds the queue, and the completion time it predicts.
 
-    A batch's time is measured from the end of the previous batch when requests were waiting for it
-    (so the event loop's time between batches counts: that is what drains the queue under load), and
-    from its own start otherwise (idle time is not service time)."""
+    A batch's time runs from the later of the previous batch's end and the moment the queue last
+    became non-empty (`waiting_since`): under load requests wait across batches, so the event loop's
+    time between batches counts (that is what drains the queue); after an idle spell only the time
+    since work arrived counts, not the idle gap (a burst after a pause once read as a batch of
+    seconds and refused the burst: 31 images "expected in 607 ms")."""
 
     __slots__ = ("max_batch_size", "batch_s", "_last_end")
 
@@ -35,9 +37,12 @@ class ServiceTime:
         self.batch_s: Optional[float] = None  # unknown until the first batch: admit everything
         self._last_end: Optional[float] = None
 
-    def observe(self, start: float, end: float, backlogged: bool) -> None:
-        """A batch ran from `start` to `end` (perf_counter seconds); `backlogged`: others waited for it."""
-        begun = self._last_end if backlogged and self._last_end is not None else start
+    def observe(self, start: float, end: float, waiting_since: Optional[float] = None) -> None:
+        """A batch ran from `start` to `end` (perf_counter seconds); `waiting_since`: when the queue
+        last went from empty to non-empty (None: the batch's own start)."""
+        begun = start if waiting_since is None else min(waiting_since, start)
+        if self._last_end is not None:
+            begun = max(begun, min(self._last_end, start))
         self._last_end = end
         seconds = max(end - begun, 0.0)
         self.batch_s = seconds if self.batch_s is None else self.batch_s + EWMA_ALPHA * (seconds - self.batch_s)

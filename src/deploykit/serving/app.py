@@ -96,6 +96,8 @@ class ServingApp:
             Route("/metrics", Endpoint(self.prometheus), methods=["GET"]),
         ])
         self.asgi.router.routes.append(NotFound(list(self.asgi.router.routes)))
+        # (method, path) → the endpoint, for the service's middleware to call without routing (service._Edges).
+        self.direct = {("POST", "/predict"): Endpoint(self.predict), ("POST", "/predict_image"): Endpoint(self.predict_image)}
 
     def attach(self, engine: Engine, settings: ServeSettings) -> None:
         self.engine = engine

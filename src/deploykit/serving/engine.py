@@ -89,6 +89,7 @@ class Engine:
         self._predictor = None
         self._dispatch = None
         self._pending = 0
+        self._waiting_since: Optional[float] = None  # when _pending last went from 0 to more (admission.py)
         self._service = ServiceTime(max_batch_size)
         self._deadlines: dict[int, float] = {}  # id(input) → deadline of a queued request that has one
         self._dtype = RESULT_DTYPE  # replaced after warm-up by the model's own output width
@@ -224,7 +225,6 @@ class Engine:
 
     async def _run_batch(self, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
         x = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        backlogged = self._pending > len(x)  # others wait behind this batch
         t = time.perf_counter_ns()
         if self.inline:
             probs, run_ns = self._predictor.predict_timed(x)
@@ -233,9 +233,10 @@ class Engine:
         end = time.perf_counter_ns()
         # Compute = the runtime call(s) alone (Predictor.predict_timed), as `deploykit bench` times it:
         # not the thread hand-off, input preparation or dequantization around it. Admission's service
-        # time is the whole batch (t → end): what a queued request actually waits for.
+        # time is the whole batch, from when it was waited for (admission.py) to its end: what a queued
+        # request actually waits for.
         compute_us = run_ns / 1e3
-        self._service.observe(t / 1e9, end / 1e9, backlogged)
+        self._service.observe(t / 1e9, end / 1e9, self._waiting_since)
         if self.on_batch is not None:
             self.on_batch(len(x), compute_us)
         out = np.empty(len(x), self._dtype)
@@ -267,6 +268,8 @@ class Engine:
             raise Overloaded(f"queue full ({self._pending} images waiting, limit {self.max_queue}); retry later",
                              self.retry_after_s)
         self.admit(deadline, n, now)
+        if self._pending == 0:
+            self._waiting_since = now
         self._pending += n
         if deadline is not None:
             self._deadlines[id(x)] = deadline

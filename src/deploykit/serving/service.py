@@ -162,13 +162,24 @@ class _Edges:
     - a plain-text error BentoML's router answers itself (a path no route takes, e.g. one with a
       newline, which even the mount does not match) becomes the documented small JSON error.
 
-    /predict and /predict_image pass straight through (one prefix test): this app answers them in JSON."""
+    And one shortcut: POST /predict and /predict_image go from here to their endpoint directly
+    (`ServingApp.direct`, one dict lookup) instead of through what sits between this middleware and the
+    mounted app: BentoML's request-context middleware, its exception middleware, its router (a regular
+    expression per route, then the mount matching each of this app's routes) and this app's router.
+    The middlewares in front of this one (BentoML's timeout, concurrency limit, tracing exclusion) still
+    apply; these endpoints answer every client error themselves, so no error handling is skipped.
+    Measured in benchmarks/serve_bench.py (docs/serving.md, "How it is fast")."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].startswith(_JSON_ALREADY):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        direct = serving_app.direct.get((scope["method"], scope["path"]))
+        if direct is not None:
+            return await direct(scope, receive, send)
+        if scope["path"].startswith(_JSON_ALREADY):
             return await self.app(scope, receive, send)
         if scope["path"] == "/schema.json" and scope["method"] == "GET":
             return await self._schema(scope, receive, send)
