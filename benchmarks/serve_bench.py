@@ -19,10 +19,10 @@ at the commonest batch sizes seen. Target: header p50 / bench p50, weighted by r
 
     .venv/bin/python benchmarks/serve_bench.py [--model models/mnist/torch-mlp --model …] [--duration 10]
 
-Measured 2026-12-02 on a shared 2-core machine (load average 3.8–5.8; 3 rounds × 5 s): torch-mlp
-p50 c=1 ×1.22 (met), req/s c=32 ×0.83 (not met); torch-cnn req/s c=32 ×1.08 (not met); header /
-bench at c=1 ×2.58 (MLP) and ×2.48 (CNN), at c=32 ×2.17 and ×1.19; the runtime call after 1 ms asleep
-took 78 / 102 µs against bench's 18 / 68 µs (docs/serving.md says what that means).
+Measured 2026-12-02 on the 2-core machine, otherwise idle (load average 0.7–1.2; 5 rounds × 5 s):
+torch-mlp p50 c=1 ×1.22 (met), req/s c=32 ×1.31 (met); torch-cnn req/s c=32 ×1.32 (not met); 0 errors;
+header / bench at c=1 ×3.29 (MLP) and ×1.52 (CNN), at c=32 ×1.48 and ×1.67 (not met); the runtime
+call after 1 ms asleep took 54 / 101 µs against bench's 13 / 52 µs (docs/serving.md says what that means).
 
 The anchor is what a lean hand-written endpoint looks like: `await request.json()` (stdlib json),
 numpy, `session.run`, `JSONResponse`. It validates nothing beyond what numpy refuses; deploykit
