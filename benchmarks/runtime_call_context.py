@@ -11,21 +11,23 @@ bench's predictors build it, 1 thread) and reports the call's p50:
   the requests of one batch);
 - after a pure-Python loop of similar length (interpreter work, little memory);
 - after touching 4 MB of memory (data-cache eviction alone);
+- after 25 round trips over a loopback TCP connection (a batch's worth of socket system calls);
 - after 0.5 ms asleep (the core idle or given to another process).
 
     taskset -c 1 .venv/bin/python benchmarks/runtime_call_context.py models/mnist/torch-mlp [--batch 25]
 
-Measured 2026-12-02, core 1 of the 2-core machine (load average 1.0), batch 25, p50 of the call:
-torch-mlp 60.3 µs back to back, 61.1 after JSON decoding, 59.2 after a Python loop, 61.8 after 4 MB
-touched, 69.6 after 0.5 ms asleep; torch-cnn 659 / 684 / 714 / 744 / 752 µs. With a busy loop on core 0
-meanwhile (torch-mlp): 60.4 / 75.0 / 60.4 / 63.0 / 72.8 µs. None of these reaches the 2–3× that the
-server's header shows for the MLP under load (docs/serving.md, "How it is fast").
+Measured 2026-12-02, core 1 of the 2-core machine (load average 0.5–1.0), batch 25, p50 of the call
+in the order above: torch-mlp 60.4 / 60.5 / 60.2 / 61.1 / 61.3 / 78.9 µs; torch-cnn 670 / 689 / 684 /
+674 / 670 / 742 µs. An earlier run with a busy loop on core 0 meanwhile (torch-mlp, no TCP case):
+60.4 / 75.0 / 60.4 / 63.0 / 72.8 µs. None of these reaches the 1.5–3× that the server's header shows
+under load (docs/serving.md, "How it is fast").
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -56,6 +58,17 @@ def main() -> None:
     def decode_batch():
         return np.concatenate([np.asarray(decoder.decode(b)["inputs"], np.float32) for b in bodies]).reshape(x.shape)
 
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    message = b"x" * len(bodies[0])
+
+    def round_trips():
+        for _ in range(args.batch):
+            client.sendall(message)
+            server.recv(1 << 16)
+        return x
+
     def touch():
         junk[::64] += 1
         return x
@@ -65,6 +78,7 @@ def main() -> None:
         f"after decoding {args.batch} JSON bodies": decode_batch,
         "after a Python loop": lambda: (sum(range(20000)), x)[1],
         "after touching 4 MB": touch,
+        f"after {args.batch} TCP round trips": round_trips,
         "after 0.5 ms asleep": lambda: (time.sleep(0.0005), x)[1],
     }
     for label, before in cases.items():
