@@ -240,31 +240,17 @@ def compare_with_bench(h: dict, bench: dict[int, float]) -> None:
     h["ratio"] = num / den if den else None
 
 
-# The runtime call as `bench` times it, but after 1 ms asleep each time: the core goes to other work in
-# between, as a server's core does between requests at c=1 (its caches refilled with other data).
-IDLE_CALL = r"""
-import sys, time, numpy as np
-from pathlib import Path
-from deploykit.manifest import ModelManifest
-from deploykit.runtimes import load_artifact
-from deploykit.runtimes.base import to_input
-d = Path(sys.argv[1]); m = ModelManifest.read(d); e = m.artifact("onnx")
-with load_artifact(d, e, m, device="cpu", threads=1) as p:
-    t = to_input(np.random.default_rng(0).random((1, 28, 28), dtype=np.float32), e.input)
-    out = []
-    for _ in range(500):
-        time.sleep(0.001)
-        s = time.perf_counter_ns(); p.run(t); out.append((time.perf_counter_ns() - s) / 1e3)
-print(float(np.median(out)))
-"""
-
-
 def idle_call_p50(model_dir: Path, cores: str, env: dict) -> float:
-    out = subprocess.run(["taskset", "-c", cores, sys.executable, "-c", IDLE_CALL, str(model_dir)], capture_output=True,
-                         text=True, env=env, cwd=ROOT, timeout=300)
-    if out.returncode != 0:
+    """The runtime call as `bench` times it, but after 1 ms asleep each time (batch 1): the core goes to
+    other work in between, as a server's core does between requests at c=1. Measured by
+    runtime_call_context.py (its "asleep" case), pinned like the servers."""
+    cmd = ["taskset", "-c", cores, sys.executable, str(Path(__file__).with_name("runtime_call_context.py")), str(model_dir),
+           "--cases", "asleep", "--sleep-ms", "1", "--batch", "1", "--calls", "500"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("CALL_P50 ")), None)
+    if out.returncode != 0 or line is None:
         raise SystemExit(f"idle-call probe failed: {out.stderr[-800:]}")
-    return float(out.stdout.strip().splitlines()[-1])
+    return json.loads(line[len("CALL_P50 "):])["asleep"]
 
 
 def loadavg() -> str:

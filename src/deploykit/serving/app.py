@@ -85,9 +85,10 @@ class ServingApp:
         self._inflight = 0  # prediction requests past their body read (decode, queue, compute)
         self._uploads = 0  # requests waiting for more of their body (see asgi.Body)
         self._decode_limiter = None
+        # (method, path) → the endpoint, for the service's middleware to call without routing (service._Edges).
+        self.direct = {("POST", "/predict"): Endpoint(self.predict), ("POST", "/predict_image"): Endpoint(self.predict_image)}
         self.asgi = MountedApp(routes=[
-            Route("/predict", Endpoint(self.predict), methods=["POST"]),
-            Route("/predict_image", Endpoint(self.predict_image), methods=["POST"]),
+            *(Route(path, endpoint, methods=[method]) for (method, path), endpoint in self.direct.items()),
             *protocol_routes(self),
             Route("/info", Endpoint(self.info), methods=["GET"]),
             # Shadows BentoML's /docs.json (the mount is matched first) to add these routes to it.
@@ -96,8 +97,6 @@ class ServingApp:
             Route("/metrics", Endpoint(self.prometheus), methods=["GET"]),
         ])
         self.asgi.router.routes.append(NotFound(list(self.asgi.router.routes)))
-        # (method, path) → the endpoint, for the service's middleware to call without routing (service._Edges).
-        self.direct = {("POST", "/predict"): Endpoint(self.predict), ("POST", "/predict_image"): Endpoint(self.predict_image)}
 
     def attach(self, engine: Engine, settings: ServeSettings) -> None:
         self.engine = engine
